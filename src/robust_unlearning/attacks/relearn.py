@@ -1,0 +1,111 @@
+"""The relearning attack (Hu et al. 2024; REFERENCES.md §3).
+
+Fine-tune a copy of the model on k samples drawn from the world's relearn pool for s steps (AdamW),
+then score forget-evaluation accuracy, i.e. on forget facts the attacker never saw, and retain
+accuracy. Budgets are (samples, steps) pairs; for one sample count the attack trains once up to the
+largest step count and is scored at every requested count on the way (a recovery curve for free).
+Each budget is repeated over several draws of the relearn set (``seeds``).
+
+Run on the gold model too: it never knew the forget facts, so its post-attack accuracy is the floor.
+The *relearning gap* of a method at a budget is its post-attack forget accuracy minus gold's.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import statistics
+from dataclasses import dataclass, field
+
+import torch
+
+from ..data.collate import Collator
+from ..progress import progress
+from ..world.benchmark import qa_records
+from ..world.generator import World
+from ..world.benchmark import evaluate
+
+
+@dataclass
+class RelearnConfig:
+    budgets: list[tuple[int, int]] = field(default_factory=lambda: [(20, 5), (20, 10), (40, 10)])
+    lr: float = 1e-3
+    batch_size: int = 8
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    form: str = "qa"  # "qa": relearn on QA pairs; "bio": on the forget persons' biographies
+
+    def __post_init__(self):
+        self.budgets = [tuple(int(x) for x in b) for b in self.budgets]  # type: ignore[misc]
+        for k, s in self.budgets:
+            if k <= 0 or s < 0:
+                raise ValueError(f"bad relearn budget ({k}, {s})")
+
+
+def _relearn_records(world: World, k: int, rng: random.Random, form: str) -> list[dict]:
+    if k > len(world.relearn):
+        raise ValueError(f"relearn budget of {k} samples exceeds the pool of {len(world.relearn)}")
+    facts = rng.sample(world.relearn, k)
+    if form == "qa":
+        return qa_records(facts)
+    if form == "bio":
+        # the other surface form: the sentences stating the drawn facts
+        return [{"text": f.sentence} for f in facts]
+    raise ValueError(f"unknown relearn form {form!r}; known: qa, bio")
+
+
+def relearn_attack(model, tokenizer, world: World, cfg: RelearnConfig = RelearnConfig(),
+                   desc: str = "relearn") -> list[dict]:
+    """Return one row per (seed, samples, steps): ``{samples, steps, seed, forget_acc, retain_acc}``."""
+    collate = Collator(tokenizer)
+    by_samples: dict[int, list[int]] = {}
+    for k, s in cfg.budgets:
+        by_samples.setdefault(k, []).append(s)
+    rows = []
+    total = len(cfg.seeds) * sum(max(v) for v in by_samples.values())
+    bar = progress(total=total, desc=desc)
+    for seed in cfg.seeds:
+        for k, step_list in sorted(by_samples.items()):
+            rng = random.Random(f"{seed}-{k}")
+            records = _relearn_records(world, k, rng, cfg.form)
+            torch.manual_seed(seed)
+            attacked = copy.deepcopy(model)
+            for p in attacked.parameters():
+                p.requires_grad_(True)
+            opt = torch.optim.AdamW(attacked.parameters(), lr=cfg.lr, weight_decay=0.0)
+            checkpoints = sorted(set(step_list))
+            if 0 in checkpoints:
+                rows.append({"samples": k, "steps": 0, "seed": seed, **evaluate(attacked, tokenizer, world)})
+            done = 0
+            attacked.train()
+            for target in [c for c in checkpoints if c > 0]:
+                while done < target:
+                    order = rng.sample(records, min(cfg.batch_size, len(records)))
+                    loss = attacked(**collate(order)).loss
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    done += 1
+                    bar.update(1)
+                rows.append({"samples": k, "steps": target, "seed": seed,
+                             **evaluate(attacked, tokenizer, world)})
+                attacked.train()
+            del attacked, opt
+    bar.close()
+    return rows
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Mean and std over attack seeds per (samples, steps)."""
+    groups: dict[tuple[int, int], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["samples"], r["steps"]), []).append(r)
+    out = []
+    for (k, s), rs in sorted(groups.items()):
+        entry = {"samples": k, "steps": s}
+        for key in ("forget_acc", "retain_acc"):
+            vals = [r[key] for r in rs]
+            entry[key] = statistics.fmean(vals)
+            entry[f"{key}_std"] = statistics.pstdev(vals) if len(vals) > 1 else 0.0
+        entry["draws"] = len(rs)
+        out.append(entry)
+    return out

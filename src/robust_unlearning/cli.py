@@ -1,0 +1,174 @@
+"""The ``unlearn`` command line (typer).
+
+    unlearn demo [--quick] [--methods npo,npo+sam] [--seeds 3] [--out DIR]
+    unlearn run CONFIG.yaml [key=value ...]
+    unlearn eval --model DIR [--benchmark world]
+    unlearn attack relearn --model DIR [--budgets 20x5,40x10]
+    unlearn methods
+
+Every user error prints one line ``error: ...`` on stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import UnlearnError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Remove knowledge from a causal LM so that it stays removed.")
+attack_app = typer.Typer(no_args_is_help=True, help="Attacks that try to bring forgotten knowledge back.")
+app.add_typer(attack_app, name="attack")
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def demo(
+    methods: str = typer.Option(None, help="Comma-separated methods (default: ga,graddiff,npo,simnpo,rmu)."),
+    seeds: str = typer.Option("1", help="A count (3) or a list of seeds (0,1,2)."),
+    out: Path = typer.Option(Path("demo-out"), help="Where results.json and report.md go."),
+    quick: bool = typer.Option(False, "--quick", help="A smaller world and model (about a minute)."),
+    budgets: str = typer.Option(None, help="Relearning budgets SAMPLESxSTEPS, comma-separated."),
+    attack_lr: float = typer.Option(None, help="Learning rate of the relearning attack."),
+    draws: int = typer.Option(None, help="Draws of the relearn set per budget."),
+):
+    """Build the world, unlearn with several methods, attack them, and compare with the gold model."""
+    from .attacks.relearn import RelearnConfig
+    from .demo import parse_budgets, parse_seeds, run_demo
+    from .recipes import load_recipe
+
+    try:
+        recipe = load_recipe("world")
+        att = dict(recipe.get("attack") or {})
+        if budgets:
+            att["budgets"] = parse_budgets(budgets)
+        if attack_lr is not None:
+            att["lr"] = attack_lr
+        if draws is not None:
+            if draws < 1:
+                raise UnlearnError("--draws must be at least 1")
+            att["seeds"] = list(range(draws))
+        if quick:
+            att = {**att, **(recipe.get("quick_attack") or {})}
+        method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+        if methods is not None and not method_list:
+            raise UnlearnError("--methods is empty")
+        run_demo(method_list, parse_seeds(seeds), out, quick=quick, attack=RelearnConfig(**att),
+                 recipe=recipe, log=typer.echo)
+    except UnlearnError as exc:
+        _fail(exc)
+
+
+@app.command()
+def run(config: Path = typer.Argument(..., help="YAML config of the experiment."),
+        overrides: Optional[List[str]] = typer.Argument(None, help="key.sub=value overrides.")):
+    """Unlearn a model on forget/retain data (or a named benchmark) and save it."""
+    from .runner import run_config
+
+    try:
+        out = run_config(config, overrides or [], log=typer.echo)
+        typer.echo(f"saved to {out}")
+    except UnlearnError as exc:
+        _fail(exc)
+
+
+@app.command("eval")
+def eval_cmd(model: Path = typer.Option(..., help="A saved model directory."),
+             benchmark: str = typer.Option("world", help="world or world-quick."),
+             generation: bool = typer.Option(False, help="Also score greedy exact match."),
+             out: Optional[Path] = typer.Option(None, help="Write the metrics JSON here.")):
+    """Score a saved model on the world benchmark."""
+    from .io import load_model, write_json_atomic
+    from .runner import world_bundle
+    from .world.benchmark import evaluate
+
+    try:
+        bundle = world_bundle(benchmark)
+        m, tok = load_model(model)
+        metrics = {"model": str(model), "benchmark": benchmark,
+                   **evaluate(m, tok, bundle.world, generation=generation)}
+        if out:
+            write_json_atomic(out, metrics)
+        typer.echo(json.dumps(metrics, indent=2))
+    except UnlearnError as exc:
+        _fail(exc)
+
+
+@attack_app.command("relearn")
+def attack_relearn(
+    model: Path = typer.Option(..., help="A saved (unlearned) model directory."),
+    benchmark: str = typer.Option("world", help="world or world-quick."),
+    budgets: str = typer.Option("20x5,20x10,40x10", help="SAMPLESxSTEPS, comma-separated."),
+    lr: float = typer.Option(1e-3, help="AdamW learning rate of the attacker."),
+    seeds: str = typer.Option("0,1,2", help="Draws of the relearn set (a count or a list)."),
+    form: str = typer.Option("qa", help="Relearn on 'qa' pairs or 'bio' sentences."),
+    gold: bool = typer.Option(True, help="Attack the gold model too (the floor)."),
+    out: Optional[Path] = typer.Option(None, help="Write the results JSON here."),
+):
+    """Fine-tune on a few forget samples and measure how much forgotten knowledge comes back."""
+    from .attacks.relearn import RelearnConfig, relearn_attack, summarize
+    from .demo import parse_budgets, parse_seeds
+    from .io import load_model, write_json_atomic
+    from .runner import world_bundle
+
+    try:
+        bundle = world_bundle(benchmark)
+        try:
+            cfg = RelearnConfig(budgets=parse_budgets(budgets), lr=lr, seeds=parse_seeds(seeds), form=form)
+        except ValueError as exc:
+            raise UnlearnError(str(exc)) from exc
+        m, tok = load_model(model)
+        try:
+            rows = relearn_attack(m, tok, bundle.world, cfg)
+            result = {"model": str(model), "relearn": summarize(rows), "runs": rows}
+            if gold:
+                g, _ = load_model(bundle.gold_dir)
+                grows = relearn_attack(g, tok, bundle.world, cfg, desc="relearn gold")
+                result["gold"] = summarize(grows)
+                gold_acc = {(r["samples"], r["steps"]): r["forget_acc"] for r in result["gold"]}
+                for r in result["relearn"]:
+                    r["gap"] = r["forget_acc"] - gold_acc[(r["samples"], r["steps"])]
+        except ValueError as exc:
+            raise UnlearnError(str(exc)) from exc
+        if out:
+            write_json_atomic(out, result)
+        for r in result["relearn"]:
+            gap = f"  gap {r['gap']:+.3f}" if "gap" in r else ""
+            typer.echo(f"{r['samples']:>4} samples × {r['steps']:>3} steps: forget_acc "
+                       f"{r['forget_acc']:.3f} ± {r['forget_acc_std']:.3f}  retain_acc {r['retain_acc']:.3f}{gap}")
+    except UnlearnError as exc:
+        _fail(exc)
+
+
+@app.command()
+def methods():
+    """List the objectives, strategies and parameterizations a method can combine."""
+    from .objectives.base import OBJECTIVES
+    from .parameterizations.base import PARAMETERIZATIONS
+    from .strategies.base import STRATEGIES
+
+    typer.echo("a method is objective[+strategy][+parameterization]")
+    typer.echo(f"objectives:        {', '.join(OBJECTIVES.names())}")
+    typer.echo(f"strategies:        {', '.join(STRATEGIES.names())}")
+    typer.echo(f"parameterizations: {', '.join(PARAMETERIZATIONS.names())}")
+
+
+def main() -> None:
+    try:
+        app()
+    except UnlearnError as exc:  # pragma: no cover - commands catch their own
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

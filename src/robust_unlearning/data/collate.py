@@ -1,0 +1,77 @@
+"""Turning records into model batches.
+
+A record is ``{"text": ...}`` (every token is a target) or ``{"question": ..., "answer": ...}``
+(only answer tokens are targets). Prompt and answer are tokenized separately and concatenated, the
+same way the evaluation scores an option, so train and test see identical token boundaries.
+
+Padding is on the right for training. Which positions are padding is decided by position, never by
+comparing ids with ``pad_token_id``: on models whose pad token *is* the end-of-sequence token, that
+comparison would mask the real end token out of the loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+
+
+def encode_record(tokenizer, record: dict, max_length: int = 256) -> Encoded:
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    if "text" in record:
+        ids = bos + tokenizer(record["text"], add_special_tokens=False)["input_ids"] + eos
+        ids = ids[:max_length]
+        labels = [IGNORE] * len(bos) + ids[len(bos):]
+        return Encoded(ids, labels[: len(ids)])
+    prompt = bos + tokenizer(record["question"], add_special_tokens=False)["input_ids"]
+    answer = tokenizer(record["answer"], add_special_tokens=False)["input_ids"] + eos
+    # Truncate the prompt from the left so the answer (the target) survives.
+    room = max(1, max_length - len(answer))
+    prompt = prompt[-room:]
+    ids = (prompt + answer)[:max_length]
+    labels = ([IGNORE] * len(prompt) + answer)[:max_length]
+    return Encoded(ids, labels)
+
+
+def pad_batch(encoded: list[Encoded], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:
+    width = max(len(e.input_ids) for e in encoded)
+    ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(encoded), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for i, e in enumerate(encoded):
+        n = len(e.input_ids)
+        sl = slice(0, n) if side == "right" else slice(width - n, width)
+        ids[i, sl] = torch.tensor(e.input_ids)
+        labels[i, sl] = torch.tensor(e.labels)
+        mask[i, sl] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def pad_id_of(tokenizer) -> int:
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    if tokenizer.eos_token_id is not None:
+        return tokenizer.eos_token_id
+    return 0
+
+
+class Collator:
+    """Callable for a ``DataLoader``: list of records -> padded batch."""
+
+    def __init__(self, tokenizer, max_length: int = 256):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.pad_id = pad_id_of(tokenizer)
+
+    def __call__(self, records: list[dict]) -> dict[str, torch.Tensor]:
+        return pad_batch([encode_record(self.tokenizer, r, self.max_length) for r in records],
+                         self.pad_id)

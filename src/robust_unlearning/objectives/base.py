@@ -1,0 +1,72 @@
+"""Objectives: *what* to minimise.
+
+An objective turns a forget batch into the forget loss ℓ_f (minimised: it removes knowledge) and a
+retain batch into the retain loss ℓ_r (minimised: it keeps utility), separately. The strategy
+decides how to combine them (ℓ_f + γ·ℓ_r at the plain point, smoothed ℓ_f, ...).
+
+Definitions follow REFERENCES.md §1. NLL(x) is the per-token mean negative log-likelihood of the
+target tokens of x (answer tokens for QA records, all tokens for text records).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from ..data.collate import IGNORE
+from ..registry import Registry
+
+OBJECTIVES: Registry["Objective"] = Registry(
+    "objective",
+    modules=tuple(f"robust_unlearning.objectives.{m}" for m in
+                  ("ga", "graddiff", "kl", "npo", "simnpo", "rmu")),
+)
+
+
+class Objective:
+    """Base class. Subclasses are dataclasses whose fields are their options."""
+
+    name: ClassVar[str]
+    needs_reference: ClassVar[bool] = False
+    has_retain_loss: ClassVar[bool] = True
+
+    def setup(self, model) -> None:
+        """Called once with the (unwrapped) model before training."""
+
+    def forget_loss(self, model, batch: dict, reference) -> torch.Tensor:
+        raise NotImplementedError
+
+    def retain_loss(self, model, batch: dict, reference) -> torch.Tensor | None:
+        return None
+
+    def trainable_patterns(self, model) -> list[str] | None:
+        """Regexes of parameter names this objective trains by default under full fine-tuning
+        (``None``: all parameters)."""
+        return None
+
+
+# -- shared pieces ---------------------------------------------------------------------------------
+
+def forward(model, batch: dict, **kw):
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kw)
+
+
+def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sequence summed NLL of target tokens and the number of target tokens."""
+    logits = logits[:, :-1]
+    target = labels[:, 1:]
+    mask = target != IGNORE
+    nll = F.cross_entropy(logits.float().transpose(1, 2), target.clamp(min=0), reduction="none")
+    return (nll * mask).sum(1), mask.sum(1).clamp(min=1)
+
+
+def sequence_nll(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    return token_nll(forward(model, batch).logits, batch["labels"])
+
+
+def mean_nll(model, batch: dict) -> torch.Tensor:
+    """Mean over sequences of the per-token mean NLL: the NLL of REFERENCES.md."""
+    s, n = sequence_nll(model, batch)
+    return (s / n).mean()

@@ -1,0 +1,59 @@
+"""Shared fixtures: a tiny world, its tokenizer and a tiny random Llama (seconds to build).
+
+Tests that need a model that *knows* facts use ``trained_tiny``: the tiny model briefly trained on
+the tiny world (session-scoped, cached under a temporary directory).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("ROBUST_UNLEARNING_QUIET", "1")
+torch.set_num_threads(2)
+
+from robust_unlearning.world.generator import WorldConfig, generate_world  # noqa: E402
+from robust_unlearning.world.model import ModelConfig, PretrainConfig, new_model, pretrain, train_tokenizer  # noqa: E402
+
+TINY_WORLD = WorldConfig(n_persons=40, relearn_pool=8, retain_eval=40)
+TINY_MODEL = ModelConfig(vocab_size=600, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=128)
+
+
+@pytest.fixture(scope="session")
+def tiny_world():
+    return generate_world(TINY_WORLD)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_world):
+    return train_tokenizer(tiny_world, TINY_MODEL.vocab_size)
+
+
+@pytest.fixture(scope="session")
+def _tiny_model_init(tiny_tokenizer):
+    torch.manual_seed(0)
+    return new_model(TINY_MODEL, tiny_tokenizer)
+
+
+@pytest.fixture
+def tiny_model(_tiny_model_init):
+    """A fresh copy of a tiny random Llama (tests may modify it)."""
+    return copy.deepcopy(_tiny_model_init)
+
+
+@pytest.fixture(scope="session")
+def _trained_tiny(tiny_world, tiny_tokenizer, _tiny_model_init):
+    model = copy.deepcopy(_tiny_model_init)
+    pretrain(model, tiny_tokenizer, tiny_world.training_records(tiny_world.persons),
+             PretrainConfig(epochs=15, batch_size=16, lr=5e-3, eval_every=100), {})
+    return model
+
+
+@pytest.fixture
+def trained_tiny(_trained_tiny):
+    """The tiny model after a short training on the tiny world (a fresh copy per test)."""
+    return copy.deepcopy(_trained_tiny)
