@@ -17,7 +17,7 @@ from ..registry import Registry
 
 PARAMETERIZATIONS: Registry["Parameterization"] = Registry(
     "parameterization",
-    modules=("robust_unlearning.parameterizations.full",),
+    modules=tuple(f"robust_unlearning.parameterizations.{m}" for m in ("full", "lora", "bounded_lora")),
 )
 
 
