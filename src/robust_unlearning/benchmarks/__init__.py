@@ -1,0 +1,40 @@
+"""Standard unlearning benchmarks, registered by name.
+
+    bench = BENCHMARKS.build("tofu", {"split": "forget10", "path": "data/tofu"})
+    forget, retain = bench.unlearning_data()          # records for ``loop.unlearn``
+    report = bench.evaluate(model, tokenizer)        # a JSON-able dict of every metric
+
+Built in: ``tofu``, ``muse-news``, ``muse-books``, ``wmdp``, ``world``, ``world-quick``. Each
+benchmark is a dataclass whose fields are its options (``path``: local data; ``limit``: at most this
+many examples per evaluation set; ...). Metrics live in :mod:`robust_unlearning.metrics`.
+"""
+
+from __future__ import annotations
+
+from ..registry import Registry
+
+
+class Benchmark:
+    """A source of unlearning data and an evaluation that reports every metric of the benchmark."""
+
+    name: str = ""
+
+    def unlearning_data(self) -> tuple[list[dict], list[dict] | None]:
+        raise NotImplementedError
+
+    def evaluate(self, model, tokenizer) -> dict:
+        raise NotImplementedError
+
+
+BENCHMARKS: Registry[Benchmark] = Registry(
+    "benchmark",
+    modules=("robust_unlearning.benchmarks.tofu", "robust_unlearning.benchmarks.muse",
+             "robust_unlearning.benchmarks.wmdp", "robust_unlearning.benchmarks.world"),
+)
+
+
+def limited(records: list, limit: int | None) -> list:
+    return records if limit is None else records[:limit]
+
+
+__all__ = ["BENCHMARKS", "Benchmark", "limited"]

@@ -1,0 +1,127 @@
+"""TOFU (Maini et al. 2024): fictitious authors, question answering (REFERENCES.md §4).
+
+Data (hub ``locuslab/TOFU``, every config has one split ``train``; or local files of the same schema):
+
+- unlearning: ``forget01|05|10`` and ``retain99|95|90`` (``question``, ``answer``);
+- evaluation: ``forgetXX_perturbed`` and ``retain_perturbed`` (``question``, ``answer``,
+  ``paraphrased_answer``, ``perturbed_answer`` (list), ``paraphrased_question``),
+  ``real_authors_perturbed`` and ``world_facts_perturbed`` (``question``, ``answer``,
+  ``perturbed_answer``; ``paraphrased_answer`` if present, else the answer).
+
+Report: on every set probability, ROUGE-L recall and truth ratio (:mod:`..metrics.qa`); on the
+forget set the per-question truth ratios and, given the retain-only model (``reference``: a model
+directory, or a reference JSON: the report of that model or TOFU's ``eval_log_forget.json``), the
+forget quality; model utility over the nine utility values.
+
+Prompt: ``template`` formats the question (default ``"Question: {question}\\nAnswer:"``); set it to
+your model's chat format (TOFU's Llama-2 models use ``"[INST] {question} [/INST]"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UnlearnError
+from ..metrics.forget_quality import forget_quality, read_reference_truth_ratios
+from ..metrics.model_utility import model_utility
+from ..metrics.qa import QAItem, score_qa
+from . import BENCHMARKS, Benchmark, limited
+from .source import load_records, require
+
+HUB = "locuslab/TOFU"
+SPLITS = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
+EVAL_SETS = ("forget", "retain", "real_authors", "world_facts")
+
+
+@BENCHMARKS.register("tofu")
+@dataclass
+class TOFU(Benchmark):
+    path: str | None = None  # local data (file or directory); default: the hub
+    split: str = "forget10"
+    template: str = "Question: {question}\nAnswer:"
+    reference: str | None = None  # retain-only model dir, or a reference JSON of its truth ratios
+    perturbed_mean: str = "arithmetic"  # "geometric" = TOFU's public code
+    limit: int | None = None  # at most this many questions per evaluation set
+    max_new_tokens: int = 64
+    batch_size: int = 32
+    generate: bool = True  # ROUGE-L needs greedy answers
+
+    def __post_init__(self):
+        if self.split not in SPLITS:
+            raise UnlearnError(f"unknown TOFU split {self.split!r}; known: {', '.join(SPLITS)}")
+        if "{question}" not in self.template:
+            raise UnlearnError("the TOFU template needs a {question} placeholder")
+
+    def _load(self, config: str) -> list[dict]:
+        return load_records(HUB, config, "train", self.path, what=f"TOFU {config}")
+
+    def _qa(self, rec: dict) -> dict:
+        return {"question": self.template.format(question=rec["question"]),
+                "answer": self._space(rec["answer"])}
+
+    def _space(self, a: str) -> str:
+        return a if a.startswith((" ", "\n")) or self.template.endswith((" ", "\n")) else " " + a
+
+    def unlearning_data(self) -> tuple[list[dict], list[dict]]:
+        out = []
+        for config in (self.split, SPLITS[self.split]):
+            recs = self._load(config)
+            require(recs, ["question", "answer"], f"TOFU {config}")
+            out.append([self._qa(r) for r in recs])
+        return out[0], out[1]
+
+    def eval_items(self, which: str) -> list[QAItem]:
+        config = {"forget": f"{self.split}_perturbed", "retain": "retain_perturbed",
+                  "real_authors": "real_authors_perturbed", "world_facts": "world_facts_perturbed"}[which]
+        recs = limited(self._load(config), self.limit)
+        require(recs, ["question", "answer", "perturbed_answer"], f"TOFU {config}")
+        items = []
+        for i, r in enumerate(recs, 1):
+            pert = r["perturbed_answer"]
+            pert = [pert] if isinstance(pert, str) else list(pert)
+            if not pert or not all(isinstance(p, str) for p in pert):
+                raise UnlearnError(f"TOFU {config}: record {i}: perturbed_answer must be a string or a "
+                                   "non-empty list of strings")
+            para = r.get("paraphrased_answer") or r["answer"]
+            items.append(QAItem(self.template.format(question=r["question"]), self._space(r["answer"]),
+                                self._space(para), [self._space(p) for p in pert]))
+        return items
+
+    def _score(self, model, tokenizer, which: str) -> dict:
+        return score_qa(model, tokenizer, self.eval_items(which), generate=self.generate,
+                        share=which in ("real_authors", "world_facts"), perturbed_mean=self.perturbed_mean,
+                        max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+
+    def reference_truth_ratios(self, tokenizer) -> list[float] | None:
+        if self.reference is None:
+            return None
+        ref = Path(self.reference)
+        if ref.is_dir():
+            from ..io import load_model
+
+            ref_model, ref_tok = load_model(ref)
+            return score_qa(ref_model, ref_tok, self.eval_items("forget"), generate=False,
+                            perturbed_mean=self.perturbed_mean, batch_size=self.batch_size)["truth_ratios"]
+        return read_reference_truth_ratios(ref)
+
+    def evaluate(self, model, tokenizer) -> dict:
+        report = {name: self._score(model, tokenizer, name) for name in EVAL_SETS}
+        retain_tr = self.reference_truth_ratios(tokenizer)
+        summary: dict = {
+            "forget_probability": report["forget"]["probability"],
+            "forget_truth_ratio": report["forget"]["truth_ratio_forget_score"],
+        }
+        if self.generate:
+            summary["forget_rougeL_recall"] = report["forget"]["rougeL_recall"]
+        if retain_tr is not None:
+            summary["forget_quality"] = forget_quality(report["forget"]["truth_ratios"], retain_tr)
+        utility = {}
+        for name in EVAL_SETS[1:]:
+            utility[f"{name}_probability"] = report[name]["probability"]
+            if self.generate:
+                utility[f"{name}_rougeL_recall"] = report[name]["rougeL_recall"]
+            utility[f"{name}_truth_ratio"] = report[name]["truth_ratio_utility_score"]
+        summary.update(utility)
+        summary["model_utility"] = model_utility(utility)
+        return {"summary": summary, **report}

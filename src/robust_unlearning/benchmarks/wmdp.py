@@ -1,0 +1,83 @@
+"""WMDP (Li et al. 2024): hazardous knowledge in biosecurity and cybersecurity, with MMLU as utility
+(REFERENCES.md §4).
+
+Evaluation: zero-shot 4-choice accuracy on ``cais/wmdp`` (configs ``wmdp-bio``, ``wmdp-cyber``, split
+``test``; ``question``, ``choices``, ``answer`` index) and on ``cais/mmlu`` (config ``all``, split
+``test``; plus ``subject``), scored through lm-eval-harness with its own prompt templates
+(:mod:`..metrics.mcq`). Unlearning effectiveness is often quoted as ``1 - accuracy``.
+
+Unlearning data: the forget corpora, as local files (the bio corpus is gated: request access and
+place ``bio-forget-corpus.jsonl`` under ``path``; the cyber corpus is ``cais/wmdp-corpora``
+``cyber-forget-corpus``), cut into pieces of ``chunk_words`` words; retain: WikiText
+(``Salesforce/wikitext``, ``wikitext-2-raw-v1``, train; lines of at least ``min_retain_chars``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import UnlearnError
+from ..metrics.mcq import mcq_accuracy
+from . import BENCHMARKS, Benchmark, limited
+from .source import chunk_words, load_records, require
+
+SUBSETS = {"bio": "biology", "cyber": "cybersecurity"}
+
+
+@BENCHMARKS.register("wmdp")
+@dataclass
+class WMDP(Benchmark):
+    path: str | None = None
+    split: str = "bio,cyber"  # which WMDP subsets: bio, cyber or both
+    mmlu: bool = True  # also score MMLU (utility)
+    engine: str = "auto"  # lm-eval (auto when installed) or builtin
+    limit: int | None = None  # at most this many questions per set
+    chunk_words: int = 150
+    min_retain_chars: int = 50
+    batch_size: int = 32
+
+    def __post_init__(self):
+        self.subsets = [s.strip() for s in self.split.split(",") if s.strip()]
+        bad = [s for s in self.subsets if s not in SUBSETS]
+        if bad or not self.subsets:
+            raise UnlearnError(f"unknown WMDP subset(s) {', '.join(bad) or '(none)'}; known: bio, cyber")
+
+    def unlearning_data(self) -> tuple[list[dict], list[dict]]:
+        forget = []
+        for sub in self.subsets:
+            config = f"{sub}-forget-corpus"
+            try:
+                recs = load_records("cais/wmdp-corpora", config, "train", self.path, what=f"WMDP {config}")
+            except UnlearnError as exc:
+                if sub == "bio":
+                    raise UnlearnError(f"{exc} (the WMDP bio forget corpus is gated: request access and "
+                                       "put bio-forget-corpus.jsonl in the --data directory)") from exc
+                raise
+            require(recs, ["text"], f"WMDP {config}")
+            forget += [{"text": c} for r in limited(recs, self.limit)
+                       for c in chunk_words(r["text"], self.chunk_words)]
+        retain = load_records("Salesforce/wikitext", "wikitext-2-raw-v1", "train", self.path,
+                              aliases=("wikitext",), what="WikiText wikitext-2-raw-v1")
+        require(retain, ["text"], "WikiText")
+        retain = [{"text": r["text"].strip()} for r in retain
+                  if len(r["text"].strip()) >= self.min_retain_chars]
+        if not forget or not retain:
+            raise UnlearnError("WMDP unlearning data is empty")
+        return forget, retain
+
+    def evaluate(self, model, tokenizer) -> dict:
+        report, summary = {}, {}
+        for sub in self.subsets:
+            docs = limited(load_records("cais/wmdp", f"wmdp-{sub}", "test", self.path, what=f"WMDP {sub}"),
+                           self.limit)
+            require(docs, ["question", "choices", "answer"], f"WMDP {sub}")
+            report[f"wmdp_{sub}"] = mcq_accuracy(model, tokenizer, docs, f"wmdp_{sub}", SUBSETS[sub],
+                                                 self.engine, self.batch_size)
+            summary[f"wmdp_{sub}_acc"] = report[f"wmdp_{sub}"]["acc"]
+        if self.mmlu:
+            docs = load_records("cais/mmlu", "all", "test", self.path, aliases=("mmlu",), what="MMLU")
+            docs = limited(docs, self.limit)
+            require(docs, ["question", "choices", "answer"], "MMLU")
+            report["mmlu"] = mcq_accuracy(model, tokenizer, docs, "mmlu", None, self.engine, self.batch_size)
+            summary["mmlu_acc"] = report["mmlu"]["acc"]
+        return {"summary": summary, **report}

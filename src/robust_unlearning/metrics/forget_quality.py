@@ -1,0 +1,71 @@
+"""Forget quality (REFERENCES.md §4, TOFU).
+
+Definition: the p-value of a two-sample Kolmogorov-Smirnov test between the truth-ratio distribution
+of the unlearned model and that of the retain-only model on the forget split
+(``scipy.stats.ks_2samp``). High (close to 1) means indistinguishable from never having learned it.
+
+The retain-only model's truth ratios come from that model directly, or from a saved reference file:
+the JSON that ``unlearn eval --benchmark tofu`` writes (``tofu.forget.truth_ratios``), a JSON with a
+``truth_ratios`` list, a bare JSON list, or TOFU's own ``eval_log_forget.json``
+(``avg_paraphrased_loss`` and ``average_perturb_loss``, turned into ratios with TOFU's geometric mean).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import UnlearnError
+
+
+def forget_quality(unlearned_truth_ratios: Sequence[float], retain_truth_ratios: Sequence[float]) -> float:
+    from scipy.stats import ks_2samp
+
+    if len(unlearned_truth_ratios) == 0 or len(retain_truth_ratios) == 0:
+        raise ValueError("forget quality needs truth ratios from both models")
+    return float(ks_2samp(list(unlearned_truth_ratios), list(retain_truth_ratios)).pvalue)
+
+
+def _find(obj, path: list[str]):
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj
+
+
+def read_reference_truth_ratios(path: str | Path) -> list[float]:
+    path = Path(path)
+    if not path.is_file():
+        raise UnlearnError(f"reference file not found: {path}")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UnlearnError(f"{path}: not a JSON file ({exc})") from exc
+    ratios = None
+    if isinstance(obj, list):
+        ratios = obj
+    else:
+        for where in (["tofu", "forget", "truth_ratios"], ["forget", "truth_ratios"], ["truth_ratios"]):
+            ratios = _find(obj, where)
+            if ratios is not None:
+                break
+        if ratios is None and isinstance(obj, dict) and "avg_paraphrased_loss" in obj:
+            para = obj["avg_paraphrased_loss"]
+            pert = obj.get("average_perturb_loss")
+            if not isinstance(para, dict) or not isinstance(pert, dict):
+                raise UnlearnError(f"{path}: avg_paraphrased_loss / average_perturb_loss must be mappings")
+            ratios = []
+            for key, loss in para.items():
+                losses = pert.get(key)
+                if not isinstance(losses, list) or not losses:
+                    raise UnlearnError(f"{path}: average_perturb_loss has no list for item {key!r}")
+                ratios.append(math.exp(loss - sum(losses) / len(losses)))  # R = P(pert) / P(para)
+    if not isinstance(ratios, list) or not ratios:
+        raise UnlearnError(f"{path}: no truth ratios found (expected tofu.forget.truth_ratios, "
+                           "truth_ratios, a list, or TOFU's eval_log_forget.json)")
+    if not all(isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) for r in ratios):
+        raise UnlearnError(f"{path}: truth ratios must be finite numbers")
+    return [float(r) for r in ratios]

@@ -1,0 +1,35 @@
+"""ROUGE-L (REFERENCES.md §4): TOFU scores the *recall* of the greedy answer against the reference
+answer; MUSE scores VerbMem and KnowMem with ROUGE-L *F1*. Computed with Google's ``rouge-score``
+package (``RougeScorer(["rougeL"], use_stemmer=True)``), as the published evaluations do.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
+
+
+@lru_cache(maxsize=2)
+def _scorer(use_stemmer: bool):
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer)
+
+
+def rouge_l(predictions: Sequence[str], references: Sequence[str], use_stemmer: bool = True) -> list:
+    """One ``rouge_score.scoring.Score`` (precision, recall, fmeasure) per pair."""
+    if len(predictions) != len(references):
+        raise ValueError("predictions and references differ in length")
+    scorer = _scorer(use_stemmer)
+    # rouge-score's argument order is (target, prediction).
+    return [scorer.score(ref, pred)["rougeL"] for pred, ref in zip(predictions, references, strict=True)]
+
+
+def rouge_l_recall(predictions: Sequence[str], references: Sequence[str],
+                   use_stemmer: bool = True) -> list[float]:
+    return [s.recall for s in rouge_l(predictions, references, use_stemmer)]
+
+
+def rouge_l_f1(predictions: Sequence[str], references: Sequence[str],
+               use_stemmer: bool = True) -> list[float]:
+    return [s.fmeasure for s in rouge_l(predictions, references, use_stemmer)]
