@@ -3,7 +3,10 @@
     unlearn demo [--quick] [--methods npo,npo+sam] [--seeds 3] [--out DIR]
     unlearn run CONFIG.yaml [key=value ...]
     unlearn eval --model DIR [--benchmark world]
-    unlearn attack relearn --model DIR [--budgets 20x5,40x10]
+    unlearn attack relearn --model DIR [--budgets 20x5,40x10] [--lora-rank 8]
+    unlearn attack quantize|jailbreak|incontext --model DIR ...   (cli_attacks.py)
+    unlearn diagnose --model DIR [--what sharpness,landscape]
+    unlearn report RUN_DIR [RUN_DIR ...] [--out DIR]
     unlearn methods
 
 Every user error prints one line ``error: ...`` on stderr and exits with code 2.
@@ -40,6 +43,8 @@ def demo(
     budgets: str = typer.Option(None, help="Relearning budgets SAMPLESxSTEPS, comma-separated."),
     attack_lr: float = typer.Option(None, help="Learning rate of the relearning attack."),
     draws: int = typer.Option(None, help="Draws of the relearn set per budget."),
+    attacks: str = typer.Option("relearn", help="Attacks/diagnostics per model: relearn (always) plus any of "
+                                "quantize, jailbreak, incontext, sharpness, landscape."),
 ):
     """Build the world, unlearn with several methods, attack them, and compare with the gold model."""
     from .attacks.relearn import RelearnConfig
@@ -62,8 +67,14 @@ def demo(
         method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
         if methods is not None and not method_list:
             raise UnlearnError("--methods is empty")
+        from .attacks.suite import parse_extras
+
+        try:
+            extras = parse_extras(attacks)
+        except ValueError as exc:
+            raise UnlearnError(str(exc)) from exc
         run_demo(method_list, parse_seeds(seeds), out, quick=quick, attack=RelearnConfig(**att),
-                 recipe=recipe, log=typer.echo)
+                 recipe=recipe, log=typer.echo, extras=extras)
     except UnlearnError as exc:
         _fail(exc)
 
@@ -111,6 +122,7 @@ def attack_relearn(
     lr: float = typer.Option(1e-3, help="AdamW learning rate of the attacker."),
     seeds: str = typer.Option("0,1,2", help="Draws of the relearn set (a count or a list)."),
     form: str = typer.Option("qa", help="Relearn on 'qa' pairs or 'bio' sentences."),
+    lora_rank: int = typer.Option(0, help="Relearn through LoRA adapters of this rank (0: full fine-tuning)."),
     gold: bool = typer.Option(True, help="Attack the gold model too (the floor)."),
     out: Optional[Path] = typer.Option(None, help="Write the results JSON here."),
 ):
@@ -123,7 +135,8 @@ def attack_relearn(
     try:
         bundle = world_bundle(benchmark)
         try:
-            cfg = RelearnConfig(budgets=parse_budgets(budgets), lr=lr, seeds=parse_seeds(seeds), form=form)
+            cfg = RelearnConfig(budgets=parse_budgets(budgets), lr=lr, seeds=parse_seeds(seeds), form=form,
+                                lora_rank=lora_rank)
         except ValueError as exc:
             raise UnlearnError(str(exc)) from exc
         m, tok = load_model(model)
@@ -160,6 +173,11 @@ def methods():
     typer.echo(f"objectives:        {', '.join(OBJECTIVES.names())}")
     typer.echo(f"strategies:        {', '.join(STRATEGIES.names())}")
     typer.echo(f"parameterizations: {', '.join(PARAMETERIZATIONS.names())}")
+
+
+from .cli_attacks import register as _register_attack_commands  # noqa: E402
+
+_register_attack_commands(app, attack_app, _fail)
 
 
 def main() -> None:

@@ -32,7 +32,9 @@ def _mean_std(vals: list[float]) -> tuple[float, float]:
 
 def run_demo(methods: list[str] | None = None, seeds: list[int] | None = None, out: str | Path = "demo-out",
              quick: bool = False, attack: RelearnConfig | None = None, recipe: dict | None = None,
-             log=print) -> dict:
+             log=print, extras: list[str] | None = None) -> dict:
+    """``extras``: further cheap attacks/diagnostics per entry (``attacks.suite``: quantize, jailbreak,
+    incontext, sharpness, landscape), stored under ``attacks.<name>`` / ``diagnostics.<name>``."""
     methods = methods or DEFAULT_METHODS
     seeds = seeds if seeds is not None else [0]
     for m in methods:
@@ -62,6 +64,7 @@ def run_demo(methods: list[str] | None = None, seeds: list[int] | None = None, o
         rows = relearn_attack(gold, tokenizer, world, attack_cfg(seed), desc=f"relearn gold s{seed}")
         entries.append({"method": "gold", "seed": seed, **evaluate(gold, tokenizer, world),
                         "attacks": {"relearn": summarize(rows), "relearn_runs": rows}})
+        _add_extras(entries[-1], gold, tokenizer, world, extras, quick)
     for method in methods:
         for seed in seeds:
             data = method_config(method, recipe)
@@ -75,6 +78,7 @@ def run_demo(methods: list[str] | None = None, seeds: list[int] | None = None, o
                                   desc=f"relearn {method} s{seed}")
             entries.append({"method": method, "seed": seed, **scores, "unlearn": result.metrics,
                             "attacks": {"relearn": summarize(rows), "relearn_runs": rows}})
+            _add_extras(entries[-1], unlearned, tokenizer, world, extras, quick)
             log(f"{method} seed {seed}: forget_acc={scores['forget_acc']:.3f} "
                 f"retain_acc={scores['retain_acc']:.3f} ({result.metrics['seconds']:.1f}s)")
     summary = summarize_entries(entries, attack.budgets)
@@ -88,6 +92,16 @@ def run_demo(methods: list[str] | None = None, seeds: list[int] | None = None, o
     write_text_atomic(out / "report.md", render_markdown(results))
     log(render_table(results))
     return results
+
+
+def _add_extras(entry: dict, model, tokenizer, world, extras: list[str] | None, quick: bool) -> None:
+    if extras:
+        from .attacks.suite import run_extras
+
+        attacks, diagnostics = run_extras(model, tokenizer, world, extras, quick=quick)
+        entry["attacks"].update(attacks)
+        if diagnostics:
+            entry["diagnostics"] = diagnostics
 
 
 def summarize_entries(entries: list[dict], budgets) -> list[dict]:

@@ -6,6 +6,9 @@ accuracy. Budgets are (samples, steps) pairs; for one sample count the attack tr
 largest step count and is scored at every requested count on the way (a recovery curve for free).
 Each budget is repeated over several draws of the relearn set (``seeds``).
 
+``lora_rank > 0`` relearns through LoRA adapters (peft, ``target_modules="all-linear"``, the
+parameter-efficient attacker of REFERENCES.md §3, r 8) instead of full fine-tuning.
+
 Run on the gold model too: it never knew the forget facts, so its post-attack accuracy is the floor.
 The *relearning gap* of a method at a budget is its post-attack forget accuracy minus gold's.
 """
@@ -21,9 +24,8 @@ import torch
 
 from ..data.collate import Collator
 from ..progress import progress
-from ..world.benchmark import qa_records
+from ..world.benchmark import evaluate, qa_records
 from ..world.generator import World
-from ..world.benchmark import evaluate
 
 
 @dataclass
@@ -33,8 +35,12 @@ class RelearnConfig:
     batch_size: int = 8
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     form: str = "qa"  # "qa": relearn on QA pairs; "bio": on the forget persons' biographies
+    lora_rank: int = 0  # > 0: relearn through LoRA adapters of this rank instead of all weights
+    lora_alpha: float | None = None  # default 2 * rank
 
     def __post_init__(self):
+        if self.lora_rank < 0:
+            raise ValueError(f"relearn lora_rank must be >= 0, not {self.lora_rank}")
         self.budgets = [tuple(int(x) for x in b) for b in self.budgets]  # type: ignore[misc]
         for k, s in self.budgets:
             if k <= 0 or s < 0:
@@ -53,6 +59,20 @@ def _relearn_records(world: World, k: int, rng: random.Random, form: str) -> lis
     raise ValueError(f"unknown relearn form {form!r}; known: qa, bio")
 
 
+def _attacker(model, cfg: RelearnConfig):
+    """A trainable copy of the model: every weight, or LoRA adapters on every linear layer."""
+    attacked = copy.deepcopy(model)
+    if cfg.lora_rank <= 0:
+        for p in attacked.parameters():
+            p.requires_grad_(True)
+        return attacked
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_rank, lora_dropout=0.0,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+    return get_peft_model(attacked, lora)
+
+
 def relearn_attack(model, tokenizer, world: World, cfg: RelearnConfig = RelearnConfig(),
                    desc: str = "relearn") -> list[dict]:
     """Return one row per (seed, samples, steps): ``{samples, steps, seed, forget_acc, retain_acc}``."""
@@ -68,10 +88,9 @@ def relearn_attack(model, tokenizer, world: World, cfg: RelearnConfig = RelearnC
             rng = random.Random(f"{seed}-{k}")
             records = _relearn_records(world, k, rng, cfg.form)
             torch.manual_seed(seed)
-            attacked = copy.deepcopy(model)
-            for p in attacked.parameters():
-                p.requires_grad_(True)
-            opt = torch.optim.AdamW(attacked.parameters(), lr=cfg.lr, weight_decay=0.0)
+            attacked = _attacker(model, cfg)
+            opt = torch.optim.AdamW([p for p in attacked.parameters() if p.requires_grad], lr=cfg.lr,
+                                    weight_decay=0.0)
             checkpoints = sorted(set(step_list))
             if 0 in checkpoints:
                 rows.append({"samples": k, "steps": 0, "seed": seed, **evaluate(attacked, tokenizer, world)})
