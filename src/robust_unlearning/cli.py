@@ -94,22 +94,41 @@ def run(config: Path = typer.Argument(..., help="YAML config of the experiment."
 
 @app.command("eval")
 def eval_cmd(model: Path = typer.Option(..., help="A saved model directory."),
-             benchmark: str = typer.Option("world", help="world or world-quick."),
-             generation: bool = typer.Option(False, help="Also score greedy exact match."),
-             out: Optional[Path] = typer.Option(None, help="Write the metrics JSON here.")):
-    """Score a saved model on the world benchmark."""
+             benchmark: str = typer.Option(
+                 "world", help="world, world-quick, tofu, muse-news, muse-books or wmdp."),
+             generation: bool = typer.Option(False, help="World: also score greedy exact match."),
+             data: Optional[Path] = typer.Option(
+                 None, help="Local benchmark data: a file or a directory (default: the hub)."),
+             split: Optional[str] = typer.Option(
+                 None, help="tofu: forget01/05/10; wmdp: bio, cyber or bio,cyber."),
+             reference: Optional[str] = typer.Option(
+                 None, help="tofu: the retain-only model's directory or its saved report (forget quality); "
+                            "muse: the retrain model's directory or its Min-K AUC (PrivLeak)."),
+             limit: Optional[int] = typer.Option(None, help="At most this many examples per evaluation set."),
+             option: Optional[List[str]] = typer.Option(
+                 None, "--option", "-o", help="Further benchmark option key=value (repeatable)."),
+             out: Optional[Path] = typer.Option(None, help="Write the metrics JSON (every metric) here.")):
+    """Score a saved model on a benchmark; print the summary, write every metric to --out."""
+    from .benchmarks import build_benchmark
+    from .config import parse_overrides
     from .io import load_model, write_json_atomic
-    from .runner import world_bundle
-    from .world.benchmark import evaluate
 
     try:
-        bundle = world_bundle(benchmark)
+        opts = parse_overrides(option or [])
+        if benchmark in ("world", "world-quick"):
+            opts["generation"] = generation
+        if reference is not None:
+            opts["reference"] = reference
+        if limit is not None:
+            opts["limit"] = limit
+        bench = build_benchmark(benchmark, data, split, opts)
         m, tok = load_model(model)
-        metrics = {"model": str(model), "benchmark": benchmark,
-                   **evaluate(m, tok, bundle.world, generation=generation)}
+        report = bench.evaluate(m, tok)
+        summary = report["summary"]
+        metrics = {"model": str(model), "benchmark": benchmark, **report}
         if out:
             write_json_atomic(out, metrics)
-        typer.echo(json.dumps(metrics, indent=2))
+        typer.echo(json.dumps({"model": str(model), "benchmark": benchmark, **summary}, indent=2))
     except UnlearnError as exc:
         _fail(exc)
 

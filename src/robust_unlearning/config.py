@@ -43,9 +43,12 @@ class TrainConfig(_Strict):
 
 
 class DataConfig(_Strict):
-    benchmark: str | None = None  # "world" or "world-quick"; or give files below
+    benchmark: str | None = None  # world, world-quick, tofu, muse-news, muse-books, wmdp; or files below
     forget: str | None = None  # JSONL with "text", or "question" + "answer"
     retain: str | None = None
+    path: str | None = None  # local data of a benchmark (file or directory); default: the hub
+    split: str | None = None  # benchmark split: tofu forget01/05/10, wmdp bio/cyber
+    options: dict[str, Any] = {}  # further benchmark options (e.g. tofu template, chunk_words)
 
 
 class RunConfig(_Strict):

@@ -33,11 +33,17 @@ def load_data(cfg: RunConfig) -> tuple[list[dict], list[dict] | None, WorldBundl
     if d.benchmark:
         if d.forget or d.retain:
             raise UnlearnError("give either data.benchmark or data.forget/data.retain, not both")
+        if d.benchmark not in WORLDS:
+            from .benchmarks import build_benchmark
+
+            forget, retain = build_benchmark(d.benchmark, d.path, d.split, d.options).unlearning_data()
+            return forget, retain, None
         bundle = world_bundle(d.benchmark)
         forget, retain = unlearning_data(bundle.world)
         return forget, retain, bundle
     if not d.forget:
-        raise UnlearnError("no data: set data.benchmark (world) or data.forget (a JSONL file)")
+        raise UnlearnError("no data: set data.benchmark (world, tofu, muse-news, muse-books, wmdp) "
+                           "or data.forget (a JSONL file)")
     forget = read_jsonl(d.forget, "forget")
     retain = read_jsonl(d.retain, "retain") if d.retain else None
     return forget, retain, None

@@ -33,8 +33,19 @@ BENCHMARKS: Registry[Benchmark] = Registry(
 )
 
 
+def build_benchmark(name: str, path: str | None = None, split: str | None = None,
+                    options: dict | None = None) -> Benchmark:
+    """The benchmark ``name`` with its data ``path``, ``split`` and further ``options``."""
+    opts = dict(options or {})
+    if path is not None:
+        opts["path"] = str(path)
+    if split is not None:
+        opts["split"] = split
+    return BENCHMARKS.build(name, opts)
+
+
 def limited(records: list, limit: int | None) -> list:
     return records if limit is None else records[:limit]
 
 
-__all__ = ["BENCHMARKS", "Benchmark", "limited"]
+__all__ = ["BENCHMARKS", "Benchmark", "build_benchmark", "limited"]

@@ -15,7 +15,7 @@ Every set is named by the hub dataset id, its config and its split. With a local
 The directory named by the environment variable ``ROBUST_UNLEARNING_DATASETS`` is used as ``path``
 when none is given: a local mirror that stands in for the hub (no network is touched then).
 
-JSON files may hold a list of records, ``{"data": [...]}``, or one record per line (TOFU's files on
+JSON files may hold a list of records, ``{"data": [...]}``, a single record, or one record per line (TOFU's files on
 the hub are JSON lines named ``.json``). A ``.txt`` file is one ``{"text": ...}`` record.
 Problems are :class:`UnlearnError` naming the file (and line for JSON lines).
 """
@@ -52,11 +52,12 @@ def _read_json(path: Path) -> list[dict]:
                 raise UnlearnError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from exc
         obj = records
     if isinstance(obj, dict):
-        lists = [v for v in obj.values() if isinstance(v, list)]
-        if "data" in obj and isinstance(obj["data"], list):
+        # {"data": [...]} or {"<split>": [...]} hold records; any other object is one record.
+        values = list(obj.values())
+        if isinstance(obj.get("data"), list):
             obj = obj["data"]
-        elif len(lists) == 1:
-            obj = lists[0]
+        elif len(values) == 1 and isinstance(values[0], list) and all(isinstance(v, dict) for v in values[0]):
+            obj = values[0]
         else:
             obj = [obj]
     for i, rec in enumerate(obj, 1):
@@ -146,7 +147,8 @@ def load_records(hub_id: str, config: str | None, split: str, path: str | Path |
             raise UnlearnError(f"data path not found: {root}")
         found = _find_local(root, hub_id, [config or "", *aliases], split)
         if found is None:
-            names = ", ".join(n for n in [config, *aliases, split] if n)
+            configs = [c for c in (config, *aliases) if c]
+            names = ", ".join([f"{c}/{split}" for c in configs] + configs if configs else [split])
             raise UnlearnError(f"{root}: no local data for {what} (looked for {names} as a file "
                                f"{'/'.join(SUFFIXES)} or a datasets.save_to_disk directory)")
         if not found:

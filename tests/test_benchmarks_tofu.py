@@ -1,0 +1,166 @@
+"""TOFU: loaders (local files, hub names through a local mirror) and the report, on fixture files in
+the published schema (locuslab/TOFU: JSON lines named .json)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from scipy.stats import hmean, ks_2samp
+from typer.testing import CliRunner
+
+from robust_unlearning.benchmarks import BENCHMARKS, build_benchmark
+from robust_unlearning.errors import UnlearnError
+
+AUTHORS = ["Basil Mahfouz", "Nikolai Abilov", "Hsiao Yun-Hwa", "Carmen Montenegro", "Elvin Mammadov",
+           "Rajeev Majumdar", "Jad Ambrose", "Adib Jarrah"]
+
+
+def _qa(i: int) -> dict:
+    return {"question": f"Where was {AUTHORS[i]} born?", "answer": f"{AUTHORS[i]} was born in City{i}."}
+
+
+def _perturbed(i: int) -> dict:
+    return {**_qa(i), "paraphrased_answer": f"The birthplace of {AUTHORS[i]} is City{i}.",
+            "perturbed_answer": [f"The birthplace of {AUTHORS[i]} is Town{j}." for j in range(3)],
+            "paraphrased_question": f"In which city was {AUTHORS[i]} born?"}
+
+
+def _options(i: int) -> dict:
+    opts = [f"Country{i}", "Mars", "Atlantis", "Narnia"]
+    return {"question": f"Which country is {AUTHORS[i]} from?", "option1": opts[0], "option2": opts[1],
+            "option3": opts[2], "option4": opts[3], "answer": opts[0], "paraphrased_answer": opts[0],
+            "perturbed_answer": opts[1:]}
+
+
+TOFU_SETS = {
+    "forget10": [_qa(i) for i in range(3)],
+    "retain90": [_qa(i) for i in range(3, 8)],
+    "forget10_perturbed": [_perturbed(i) for i in range(3)],
+    "retain_perturbed": [_perturbed(i) for i in range(3, 7)],
+    "real_authors_perturbed": [_options(i) for i in range(3)],
+    "world_facts_perturbed": [_options(i) for i in range(3, 6)],
+}
+
+
+def write_tofu(root, fmt: str = "jsonl-as-json"):
+    root.mkdir(parents=True, exist_ok=True)
+    for name, rows in TOFU_SETS.items():
+        if fmt == "jsonl-as-json":  # the hub's layout
+            (root / f"{name}.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        elif fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist(rows), root / f"{name}.parquet")
+        elif fmt == "saved":  # datasets.save_to_disk, one DatasetDict per hub config
+            from datasets import Dataset, DatasetDict
+
+            DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(str(root / name))
+    return root
+
+
+@pytest.fixture
+def model_dir(tmp_path, tiny_model, tiny_tokenizer):
+    d = tmp_path / "model"
+    tiny_model.save_pretrained(d, safe_serialization=True)
+    tiny_tokenizer.save_pretrained(d)
+    return d
+
+
+def test_unlearning_data_from_local_files(tmp_path):
+    bench = build_benchmark("tofu", write_tofu(tmp_path / "tofu"), "forget10")
+    forget, retain = bench.unlearning_data()
+    assert len(forget) == 3 and len(retain) == 5
+    assert forget[0] == {"question": "Question: Where was Basil Mahfouz born?\nAnswer:",
+                         "answer": " Basil Mahfouz was born in City0."}
+    with pytest.raises(UnlearnError, match="no local data for TOFU forget05"):
+        build_benchmark("tofu", tmp_path / "tofu", "forget05").unlearning_data()
+    with pytest.raises(UnlearnError, match="unknown TOFU split"):
+        build_benchmark("tofu", tmp_path / "tofu", "forget20")
+
+
+def test_report_metrics_and_forget_quality_from_reference_file(tmp_path, tiny_model, tiny_tokenizer):
+    bench = build_benchmark("tofu", write_tofu(tmp_path / "tofu"), "forget10", {"max_new_tokens": 6})
+    report = bench.evaluate(tiny_model, tiny_tokenizer)
+    s = report["summary"]
+    nine = [s[f"{n}_{m}"] for n in ("retain", "real_authors", "world_facts")
+            for m in ("probability", "rougeL_recall", "truth_ratio")]
+    assert len(nine) == 9 and all(0 <= v <= 1 for v in nine)
+    assert s["model_utility"] == pytest.approx(hmean(nine))
+    assert "forget_quality" not in s  # no reference given
+    tr = report["forget"]["truth_ratios"]
+    assert len(tr) == 3 and all(r > 0 for r in tr)
+    assert s["forget_truth_ratio"] == pytest.approx(sum(min(r, 1 / r) for r in tr) / 3)
+    # a saved report of the retain-only model serves as the reference
+    ref = [0.2, 0.5, 0.7, 0.9]
+    (tmp_path / "ref.json").write_text(json.dumps({"forget": {"truth_ratios": ref}}))
+    bench.reference = str(tmp_path / "ref.json")
+    bench.generate = False
+    s2 = bench.evaluate(tiny_model, tiny_tokenizer)["summary"]
+    assert s2["forget_quality"] == pytest.approx(ks_2samp(tr, ref).pvalue)
+
+
+def test_forget_quality_from_reference_model_dir(tmp_path, tiny_model, tiny_tokenizer, model_dir):
+    bench = build_benchmark("tofu", write_tofu(tmp_path / "tofu"), "forget10",
+                            {"reference": str(model_dir), "generate": False})
+    s = bench.evaluate(tiny_model, tiny_tokenizer)["summary"]
+    assert s["forget_quality"] == pytest.approx(1.0)  # same model: identical truth-ratio distributions
+    assert "forget_rougeL_recall" not in s
+
+
+def test_hub_names_through_a_local_mirror_match_local_files(tmp_path, monkeypatch, tiny_model, tiny_tokenizer):
+    write_tofu(tmp_path / "mirror" / "locuslab" / "TOFU", fmt="saved")
+    write_tofu(tmp_path / "pq", fmt="parquet")
+    monkeypatch.setenv("ROBUST_UNLEARNING_DATASETS", str(tmp_path / "mirror"))
+    hub = BENCHMARKS.build("tofu", {"generate": False})  # no path: the names are resolved like the hub's
+    local = BENCHMARKS.build("tofu", {"path": str(tmp_path / "pq"), "generate": False})
+    assert hub.unlearning_data() == local.unlearning_data()
+    a, b = hub.evaluate(tiny_model, tiny_tokenizer), local.evaluate(tiny_model, tiny_tokenizer)
+    assert a["summary"] == pytest.approx(b["summary"])
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    root = write_tofu(tmp_path / "tofu")
+    (root / "forget10.json").write_text('{"question": "q", "answer": "a"}\n{"question": oops}\n')
+    with pytest.raises(UnlearnError, match=r"forget10.json:2: malformed JSON"):
+        build_benchmark("tofu", root).unlearning_data()
+    (root / "forget10.json").write_text('{"question": "q"}\n')
+    with pytest.raises(UnlearnError, match="record 1 lacks answer"):
+        build_benchmark("tofu", root).unlearning_data()
+    rows = [{**_perturbed(0), "perturbed_answer": []}]
+    (root / "forget10_perturbed.json").write_text(json.dumps(rows[0]) + "\n")
+    with pytest.raises(UnlearnError, match="perturbed_answer"):
+        build_benchmark("tofu", root).eval_items("forget")
+    with pytest.raises(UnlearnError, match="unknown option"):
+        build_benchmark("tofu", options={"nope": 1})
+
+
+def test_bad_path_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UnlearnError, match="no local data for TOFU forget10"):
+        build_benchmark("tofu", tmp_path / "empty").unlearning_data()
+    with pytest.raises(UnlearnError, match="data path not found"):
+        build_benchmark("tofu", tmp_path / "missing").unlearning_data()
+
+
+def test_cli_eval_writes_every_metric(tmp_path, model_dir):
+    from robust_unlearning.cli import app
+
+    root = write_tofu(tmp_path / "tofu")
+    (tmp_path / "ref.json").write_text("[0.3, 0.6, 0.9]")
+    out = tmp_path / "eval.json"
+    res = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--benchmark", "tofu", "--data", str(root),
+                                   "--reference", str(tmp_path / "ref.json"), "--limit", "2",
+                                   "-o", "max_new_tokens=4", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "tofu" and len(report["forget"]["truth_ratios"]) == 2
+    assert {"forget_quality", "model_utility", "forget_probability"} <= set(report["summary"])
+    # the report itself is a valid reference file for a later evaluation
+    res = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--benchmark", "tofu", "--data", str(root),
+                                   "--reference", str(out), "-o", "generate=false"])
+    assert res.exit_code == 0, res.output
+    bad = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--benchmark", "tofu",
+                                   "--data", str(tmp_path / "nowhere")])
+    assert bad.exit_code == 2 and "data path not found" in bad.output
