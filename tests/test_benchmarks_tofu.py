@@ -109,7 +109,8 @@ def test_forget_quality_from_reference_model_dir(tmp_path, tiny_model, tiny_toke
     assert "forget_rougeL_recall" not in s
 
 
-def test_hub_names_through_a_local_mirror_match_local_files(tmp_path, monkeypatch, tiny_model, tiny_tokenizer):
+def test_hub_names_through_a_local_mirror_match_local_files(tmp_path, monkeypatch, tiny_model,
+                                                            tiny_tokenizer):
     write_tofu(tmp_path / "mirror" / "locuslab" / "TOFU", fmt="saved")
     write_tofu(tmp_path / "pq", fmt="parquet")
     monkeypatch.setenv("ROBUST_UNLEARNING_DATASETS", str(tmp_path / "mirror"))
@@ -150,16 +151,15 @@ def test_cli_eval_writes_every_metric(tmp_path, model_dir):
     root = write_tofu(tmp_path / "tofu")
     (tmp_path / "ref.json").write_text("[0.3, 0.6, 0.9]")
     out = tmp_path / "eval.json"
-    res = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--benchmark", "tofu", "--data", str(root),
-                                   "--reference", str(tmp_path / "ref.json"), "--limit", "2",
+    base = ["eval", "--model", str(model_dir), "--benchmark", "tofu", "--data", str(root)]
+    res = CliRunner().invoke(app, [*base, "--reference", str(tmp_path / "ref.json"), "--limit", "2",
                                    "-o", "max_new_tokens=4", "--out", str(out)])
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     assert report["benchmark"] == "tofu" and len(report["forget"]["truth_ratios"]) == 2
     assert {"forget_quality", "model_utility", "forget_probability"} <= set(report["summary"])
     # the report itself is a valid reference file for a later evaluation
-    res = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--benchmark", "tofu", "--data", str(root),
-                                   "--reference", str(out), "-o", "generate=false"])
+    res = CliRunner().invoke(app, [*base, "--reference", str(out), "-o", "generate=false"])
     assert res.exit_code == 0, res.output
     bad = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--benchmark", "tofu",
                                    "--data", str(tmp_path / "nowhere")])

@@ -35,7 +35,8 @@ from robust_unlearning.metrics.scoring import answer_logprobs, greedy_generate, 
 
 def test_normalized_probability_is_geometric_mean_token_probability():
     # two answers: tokens with p = 0.5, 0.5 -> 0.5; and p = 0.1, 0.4, 0.25 -> (0.01)^(1/3)
-    sums = torch.tensor([2 * math.log(0.5), math.log(0.1) + math.log(0.4) + math.log(0.25)], dtype=torch.float64)
+    sums = torch.tensor([2 * math.log(0.5), math.log(0.1) + math.log(0.4) + math.log(0.25)],
+                        dtype=torch.float64)
     counts = torch.tensor([2.0, 3.0], dtype=torch.float64)
     got = normalized_probability(sums, counts)
     assert got.tolist() == pytest.approx([0.5, 0.01 ** (1 / 3)])
@@ -151,10 +152,11 @@ def test_answer_logprobs_batched_matches_unbatched_and_scores_eos_when_pad_is_eo
     tok = copy.deepcopy(tiny_tokenizer)
     tok.pad_token = tok.eos_token  # pad == eos: the real end token must still be scored
     assert tok.pad_token_id == tok.eos_token_id
-    prompts = ["Question: Where was Alder born?\nAnswer:", "Q:", "Question: What pet does Rhea keep?\nAnswer:"]
+    prompts = ["Question: Where was Alder born?\nAnswer:", "Q:",
+               "Question: What pet does Rhea keep?\nAnswer:"]
     answers = [" Veloria", " a long answer with several words in it", " parrot"]
     sums, counts = answer_logprobs(tiny_model, tok, prompts, answers, add_eos=True, batch_size=2)
-    for i, (p, a) in enumerate(zip(prompts, answers)):
+    for i, (p, a) in enumerate(zip(prompts, answers, strict=True)):
         pids = [tok.bos_token_id] + tok(p, add_special_tokens=False)["input_ids"]
         aids = tok(a, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         want, n = _manual_logp(tiny_model, pids + aids, len(pids))
@@ -167,7 +169,7 @@ def test_answer_logprobs_batched_matches_unbatched_and_scores_eos_when_pad_is_eo
 def test_text_token_logprobs_matches_unbatched(tiny_model, tiny_tokenizer):
     texts = ["Alder Brisk was born in Veloria.", "Rhea plays the cello and keeps a parrot as a pet."]
     got = text_token_logprobs(tiny_model, tiny_tokenizer, texts, batch_size=2)
-    for t, lp in zip(texts, got):
+    for t, lp in zip(texts, got, strict=True):
         ids = [tiny_tokenizer.bos_token_id] + tiny_tokenizer(t, add_special_tokens=False)["input_ids"]
         want, n = _manual_logp(tiny_model, ids, 1)
         assert lp.numel() == n

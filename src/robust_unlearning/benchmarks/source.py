@@ -15,8 +15,8 @@ Every set is named by the hub dataset id, its config and its split. With a local
 The directory named by the environment variable ``ROBUST_UNLEARNING_DATASETS`` is used as ``path``
 when none is given: a local mirror that stands in for the hub (no network is touched then).
 
-JSON files may hold a list of records, ``{"data": [...]}``, a single record, or one record per line (TOFU's files on
-the hub are JSON lines named ``.json``). A ``.txt`` file is one ``{"text": ...}`` record.
+JSON files may hold a list of records, ``{"data": [...]}``, a single record, or one record per line
+(TOFU's files on the hub are JSON lines named ``.json``). A ``.txt`` file is one ``{"text": ...}`` record.
 Problems are :class:`UnlearnError` naming the file (and line for JSON lines).
 """
 
