@@ -18,9 +18,10 @@ import torch
 
 from ..registry import Registry
 
-STRATEGIES: Registry["Strategy"] = Registry(
+STRATEGIES: Registry[Strategy] = Registry(
     "strategy",
-    modules=("robust_unlearning.strategies.plain",),
+    modules=tuple(f"robust_unlearning.strategies.{m}" for m in
+                  ("plain", "sam", "rs", "gp", "cr", "wa", "stableun")),
 )
 
 

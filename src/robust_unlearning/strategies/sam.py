@@ -1,0 +1,55 @@
+"""sam: sharpness-aware smoothing of the forget loss (Fan et al. 2025, REFERENCES.md §2.1).
+
+    g = ∇ℓ_f(θ);  ε = ρ·g/‖g‖₂;  update = ∇ℓ_f(θ + ε) + γ·∇ℓ_r(θ)
+
+Smoothing applies to ℓ_f only; ℓ_r is evaluated at the unperturbed θ. ‖g‖₂ is one global L2 norm
+over all trainable parameters (summed over processes). Over an accumulation group both phases run
+over every micro-batch (gradient, then perturb once, then gradient again), so the update equals the
+large-batch one. θ is saved before the perturbation and copied back afterwards (bitwise exact);
+the saved copy is the only extra parameter-sized buffer: the phase-1 gradient is held in ``.grad``
+and released once ε has been applied. Passes per micro-batch: 2 (forget) + 1 (retain).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import STRATEGIES, StepContext, Strategy, accumulate_forget, accumulate_retain
+from .perturb import TINY, Snapshot, perturb_, put_back, require_exact, sq_norm, take_grads
+
+
+@STRATEGIES.register("sam")
+@dataclass
+class SAM(Strategy):
+    rho: float = 0.01
+
+    def __post_init__(self):
+        if not self.rho >= 0:
+            raise ValueError(f"rho must be >= 0, got {self.rho}")
+
+    def setup(self, params) -> None:
+        require_exact(params, "sam")
+
+    def compute(self, ctx: StepContext) -> None:
+        stash = take_grads(ctx.params)
+        forget = [m.forget for m in ctx.micro]
+        ctx.stats["forget_loss"] = accumulate_forget(ctx, 1.0, forget)
+        g = [p.grad for p in ctx.params]
+        norm = sq_norm(ctx, [x for x in g if x is not None]) ** 0.5
+        ctx.stats["forget_grad_norm"] = norm
+        snap = Snapshot(ctx.params)
+        try:
+            direction = [x if x is not None else torch.zeros_like(p)
+                         for x, p in zip(g, ctx.params, strict=True)]
+            ctx.stats["perturb_realized"] = perturb_(ctx, ctx.params, direction, self.rho / (norm + TINY),
+                                                     self.rho if norm > 0 else 0.0)
+            del direction
+            del g
+            take_grads(ctx.params)  # drop the phase-1 gradient: ∇ℓ_f(θ+ε) replaces it
+            ctx.stats["forget_loss_perturbed"] = accumulate_forget(ctx, 1.0, forget)
+        finally:
+            snap.restore()
+        ctx.stats["retain_loss"] = accumulate_retain(ctx)
+        put_back(ctx.params, stash)
