@@ -106,7 +106,8 @@ class MUSE(Benchmark):
         ref_auc = self.retrain_auc(forget, holdout)
         if ref_auc is not None:
             summary["retrain_auc"] = ref_auc
-            summary["privleak"] = privleak(auc, ref_auc)
+            # undefined when the retrain model's AUC is 0 (it ranks every holdout text above the forget texts)
+            summary["privleak"] = privleak(auc, ref_auc) if ref_auc > 0 else None
         return {"summary": summary, **report}
 
 
