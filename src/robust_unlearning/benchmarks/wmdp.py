@@ -61,8 +61,10 @@ class WMDP(Benchmark):
         require(retain, ["text"], "WikiText")
         retain = [{"text": r["text"].strip()} for r in retain
                   if len(r["text"].strip()) >= self.min_retain_chars]
-        if not forget or not retain:
-            raise UnlearnError("WMDP unlearning data is empty")
+        if not forget:
+            raise UnlearnError("the WMDP forget corpus has no text")
+        if not retain:
+            raise UnlearnError(f"WikiText has no line of at least {self.min_retain_chars} characters")
         return forget, retain
 
     def evaluate(self, model, tokenizer) -> dict:

@@ -15,7 +15,6 @@ computed with this package's batched scorer, without a BOS token, as lm-eval doe
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -103,7 +102,6 @@ def lmeval_accuracy(model, tokenizer, docs: list[dict], task: str, topic: str | 
             "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
             "metadata": {"version": 1},
         }
-        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # a local json file needs no hub
         was_training = model.training
         model.eval()
         try:
