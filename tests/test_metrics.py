@@ -176,10 +176,10 @@ def test_text_token_logprobs_matches_unbatched(tiny_model, tiny_tokenizer):
         assert lp.sum().item() == pytest.approx(want, abs=1e-4)
 
 
-def test_greedy_generate_left_padded_batch_matches_one_by_one(trained_tiny, tiny_tokenizer, tiny_world):
+def test_greedy_generate_left_padded_batch_matches_one_by_one(tiny_model, tiny_tokenizer, tiny_world):
     prompts = [f.prompt for f in tiny_world.retain_eval[:3]] + ["Question: Hi?\nAnswer:"]
-    batched = greedy_generate(trained_tiny, tiny_tokenizer, prompts, max_new_tokens=6, batch_size=4)
-    single = [greedy_generate(trained_tiny, tiny_tokenizer, [p], max_new_tokens=6)[0] for p in prompts]
+    batched = greedy_generate(tiny_model, tiny_tokenizer, prompts, max_new_tokens=6, batch_size=4)
+    single = [greedy_generate(tiny_model, tiny_tokenizer, [p], max_new_tokens=6)[0] for p in prompts]
     assert batched == single
     assert all("<pad>" not in t and "</s>" not in t for t in batched)
 
