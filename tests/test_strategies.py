@@ -77,7 +77,7 @@ def test_gp_gradient_matches_finite_differences(split):
     gp.compute(ctx)
 
     def penalised(v):
-        return float(_full_loss(v) + c * _grad_at(v).norm())
+        return float((_full_loss(v) + c * _grad_at(v).norm()).detach())
 
     expected = _fd_grad(penalised, w0)
     plain = _grad_at(w0).detach()
@@ -100,7 +100,7 @@ def test_cr_gradient_matches_finite_differences(split):
     ghat = g0 / g0.norm()  # the direction is a constant (stop-gradient), as documented
 
     def penalised(v):
-        return float(_full_loss(v) + lam * (_grad_at(v + h * ghat) - _grad_at(v)).norm())
+        return float((_full_loss(v) + lam * (_grad_at(v + h * ghat) - _grad_at(v)).norm()).detach())
 
     expected = _fd_grad(penalised, w0)
     assert torch.allclose(w.grad, expected, rtol=1e-6, atol=1e-8), (w.grad, expected)
