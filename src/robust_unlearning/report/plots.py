@@ -104,7 +104,7 @@ def landscape_2d_figure(maps: dict[str, dict], gold_labels: set[str]):
         cs = ax.contourf(m["alphas"], m["betas"], np.array(m["losses"]), levels=levels, cmap="viridis")
         ax.plot([0], [0], marker="*", color="red", markersize=8)
         gold = label in gold_labels
-        ax.set_title(f"{label} (gold floor)" if gold else label, fontsize=9,
+        ax.set_title(f"{label} (floor)" if gold else label, fontsize=9,
                      fontweight="bold" if gold else "normal")
         if gold:
             for spine in ax.spines.values():
