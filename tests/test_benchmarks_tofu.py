@@ -164,3 +164,22 @@ def test_cli_eval_writes_every_metric(tmp_path, model_dir):
     bad = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--benchmark", "tofu",
                                    "--data", str(tmp_path / "nowhere")])
     assert bad.exit_code == 2 and "data path not found" in bad.output
+
+
+def test_demo_on_tofu_data(tmp_path, model_dir):
+    from robust_unlearning.benchmarks.demo import run_benchmark_demo
+    from robust_unlearning.cli import app
+
+    (tmp_path / "recipe.yaml").write_text("defaults:\n  train: {steps: 1, batch_size: 2, lr: 1.0e-3}\n")
+    root = write_tofu(tmp_path / "tofu")
+    res = run_benchmark_demo("tofu", model_dir, ["npo"], [0], tmp_path / "demo", str(root),
+                             options={"generate": False, "limit": 2}, recipe=tmp_path / "recipe.yaml",
+                             log=lambda *_: None)
+    assert [e["method"] for e in res["entries"]] == ["original", "npo"]
+    assert all("model_utility" in e for e in res["entries"])
+    assert res["entries"][0]["forget_probability"] != res["entries"][1]["forget_probability"]  # it unlearned
+    saved = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert saved["entries"][1]["method"] == "npo"
+    assert "| npo | 0 |" in (tmp_path / "demo" / "report.md").read_text()
+    bad = CliRunner().invoke(app, ["demo", "--benchmark", "tofu", "--data", str(root)])
+    assert bad.exit_code == 2 and "needs --model" in bad.output

@@ -70,3 +70,32 @@ def test_unlearn_run_on_tofu_data(tmp_path, tiny_model, tiny_tokenizer):
     (tmp_path / "run.yaml").write_text(json.dumps(cfg))
     out = run_config(tmp_path / "run.yaml", [], log=lambda *_: None)
     assert (out / "metrics.json").is_file()
+
+
+def test_cli_eval_world_keeps_mcq_keys_and_adds_shared_metrics(tmp_path, monkeypatch, tiny_world, tiny_model,
+                                                                tiny_tokenizer):
+    import copy
+
+    from typer.testing import CliRunner
+
+    import robust_unlearning.runner as runner
+    from robust_unlearning.cli import app
+    from robust_unlearning.world.model import WorldBundle
+
+    model_dir = tmp_path / "model"
+    tiny_model.save_pretrained(model_dir, safe_serialization=True)
+    tiny_tokenizer.save_pretrained(model_dir)
+    world = copy.copy(tiny_world)
+    world.forget_eval, world.retain_eval = tiny_world.forget_eval[:6], tiny_world.retain_eval[:6]
+    monkeypatch.setattr(runner, "world_bundle", lambda name: WorldBundle(None, world, model_dir, model_dir))
+    out = tmp_path / "eval.json"
+    res = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--benchmark", "world-quick",
+                                   "--generation", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    s = report["summary"]
+    assert {"forget_acc", "retain_acc", "forget_em", "retain_em"} <= set(s)
+    assert s["forget_quality"] == pytest.approx(1.0)  # gold is the same model here
+    assert len(report["forget"]["truth_ratios"]) == 6
+    printed = json.loads(res.stdout[res.stdout.index("{"):])
+    assert printed["forget_acc"] == s["forget_acc"]

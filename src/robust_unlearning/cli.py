@@ -45,6 +45,11 @@ def demo(
     draws: int = typer.Option(None, help="Draws of the relearn set per budget."),
     attacks: str = typer.Option("relearn", help="Attacks/diagnostics per model: relearn (always) plus any of "
                                 "quantize, jailbreak, incontext, sharpness, landscape."),
+    benchmark: str = typer.Option("world", help="world, or tofu, muse-news, muse-books, wmdp (+ --model)."),
+    model: Optional[str] = typer.Option(None, help="Standard benchmarks: the model to unlearn."),
+    data: Optional[Path] = typer.Option(None, help="Standard benchmarks: local data (default: the hub)."),
+    split: Optional[str] = typer.Option(None, help="Standard benchmarks: tofu forget10, wmdp bio,cyber, ..."),
+    recipe_file: Optional[Path] = typer.Option(None, "--recipe", help="Standard benchmarks: method recipe."),
 ):
     """Build the world, unlearn with several methods, attack them, and compare with the gold model."""
     from .attacks.relearn import RelearnConfig
@@ -52,6 +57,16 @@ def demo(
     from .recipes import load_recipe
 
     try:
+        if benchmark not in ("world", "world-quick"):
+            from .benchmarks.demo import run_benchmark_demo
+
+            if model is None:
+                raise UnlearnError(f"--benchmark {benchmark} needs --model (the model to unlearn)")
+            method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+            run_benchmark_demo(benchmark, model, method_list, parse_seeds(seeds), out, data, split,
+                               recipe=recipe_file, log=typer.echo)
+            return
+        quick = quick or benchmark == "world-quick"
         recipe = load_recipe("world")
         att = dict(recipe.get("attack") or {})
         if budgets:
