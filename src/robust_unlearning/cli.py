@@ -186,6 +186,12 @@ def attack_relearn(
                     r["gap"] = r["forget_acc"] - gold_acc[(r["samples"], r["steps"])]
         except ValueError as exc:
             raise UnlearnError(str(exc)) from exc
+        # the same curves in the format `unlearn report` reads
+        name = "relearn_lora" if lora_rank else "relearn"
+        result["entries"] = [{"method": Path(model).name or str(model), "seed": 0,
+                              "attacks": {name: result["relearn"]}}]
+        if gold:
+            result["entries"].append({"method": "gold", "seed": 0, "attacks": {name: result["gold"]}})
         if out:
             write_json_atomic(out, result)
         for r in result["relearn"]:
