@@ -153,7 +153,7 @@ def test_cli_eval_writes_every_metric(tmp_path, model_dir):
     out = tmp_path / "eval.json"
     base = ["eval", "--model", str(model_dir), "--benchmark", "tofu", "--data", str(root)]
     res = CliRunner().invoke(app, [*base, "--reference", str(tmp_path / "ref.json"), "--limit", "2",
-                                   "-o", "max_new_tokens=4", "--out", str(out)])
+                                   "-o", "generate=false", "--out", str(out)])
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     assert report["benchmark"] == "tofu" and len(report["forget"]["truth_ratios"]) == 2
