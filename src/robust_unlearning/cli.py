@@ -137,6 +137,7 @@ def eval_cmd(model: Path = typer.Option(..., help="A saved model directory."),
         if limit is not None:
             opts["limit"] = limit
         bench = build_benchmark(benchmark, data, split, opts)
+        bench.prepare()  # bad data fails before the model is loaded
         m, tok = load_model(model)
         report = bench.evaluate(m, tok)
         summary = report["summary"]

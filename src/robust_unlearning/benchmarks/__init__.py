@@ -25,6 +25,15 @@ class Benchmark:
     def evaluate(self, model, tokenizer) -> dict:
         raise NotImplementedError
 
+    def prepare(self) -> None:
+        """Load and check the evaluation data, so bad data fails before an expensive model load."""
+
+    def _cached(self, key, load):
+        cache = self.__dict__.setdefault("_data_cache", {})
+        if key not in cache:
+            cache[key] = load()
+        return cache[key]
+
 
 BENCHMARKS: Registry[Benchmark] = Registry(
     "benchmark",

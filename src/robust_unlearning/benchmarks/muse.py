@@ -42,7 +42,8 @@ class MUSE(Benchmark):
     hub = ""
 
     def _load(self, config: str, split: str, aliases=()) -> list[dict]:
-        return load_records(self.hub, config, split, self.path, aliases, what=f"{self.name} {config}/{split}")
+        return self._cached((config, split), lambda: load_records(
+            self.hub, config, split, self.path, aliases, what=f"{self.name} {config}/{split}"))
 
     def _texts(self, config: str, split: str) -> list[str]:
         recs = self._load(config, split)
@@ -85,9 +86,16 @@ class MUSE(Benchmark):
         h = min_k_scores(model, tokenizer, holdout, self.k, self.batch_size, self.max_length)
         return mia_auc(f, h)
 
+    def prepare(self) -> None:
+        require(self._load("verbmem", "forget"), ["prompt", "gt"], f"{self.name} verbmem/forget")
+        for split in ("forget_qa", "forget_qa_icl", "retain_qa", "retain_qa_icl"):
+            self._qa(split)
+        for split in ("forget", "holdout"):
+            self._texts("privleak", split)
+
     def evaluate(self, model, tokenizer) -> dict:
+        self.prepare()
         vm = limited(self._load("verbmem", "forget"), self.limit)
-        require(vm, ["prompt", "gt"], f"{self.name} verbmem/forget")
         report: dict = {"verbmem": verbmem(model, tokenizer, [r["prompt"] for r in vm], [r["gt"] for r in vm],
                                            self.verbmem_tokens, self.batch_size, self.max_length)}
         for which in ("forget", "retain"):

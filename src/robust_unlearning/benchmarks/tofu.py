@@ -54,7 +54,8 @@ class TOFU(Benchmark):
             raise UnlearnError("the TOFU template needs a {question} placeholder")
 
     def _load(self, config: str) -> list[dict]:
-        return load_records(HUB, config, "train", self.path, what=f"TOFU {config}")
+        return self._cached(config, lambda: load_records(HUB, config, "train", self.path,
+                                                         what=f"TOFU {config}"))
 
     def _qa(self, rec: dict) -> dict:
         return {"question": self.template.format(question=rec["question"]),
@@ -104,6 +105,12 @@ class TOFU(Benchmark):
             return score_qa(ref_model, ref_tok, self.eval_items("forget"), generate=False,
                             perturbed_mean=self.perturbed_mean, batch_size=self.batch_size)["truth_ratios"]
         return read_reference_truth_ratios(ref)
+
+    def prepare(self) -> None:
+        for name in EVAL_SETS:
+            self.eval_items(name)
+        if self.reference is not None and not Path(self.reference).is_dir():
+            read_reference_truth_ratios(self.reference)
 
     def evaluate(self, model, tokenizer) -> dict:
         report = {name: self._score(model, tokenizer, name) for name in EVAL_SETS}

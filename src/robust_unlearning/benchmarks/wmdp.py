@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UnlearnError
-from ..metrics.mcq import mcq_accuracy
+from ..metrics.mcq import check_docs, mcq_accuracy
 from . import BENCHMARKS, Benchmark, limited
 from .source import chunk_words, load_records, require
 
@@ -67,19 +67,30 @@ class WMDP(Benchmark):
             raise UnlearnError(f"WikiText has no line of at least {self.min_retain_chars} characters")
         return forget, retain
 
+    def _questions(self) -> dict[str, list[dict]]:
+        def load() -> dict[str, list[dict]]:
+            sets = {}
+            for sub in self.subsets:
+                sets[f"wmdp_{sub}"] = load_records("cais/wmdp", f"wmdp-{sub}", "test", self.path,
+                                                   what=f"WMDP {sub}")
+            if self.mmlu:
+                sets["mmlu"] = load_records("cais/mmlu", "all", "test", self.path, aliases=("mmlu",),
+                                            what="MMLU")
+            for name, docs in sets.items():
+                docs[:] = limited(docs, self.limit)
+                require(docs, ["question", "choices", "answer"], name)
+                check_docs(docs, name)
+            return sets
+
+        return self._cached("questions", load)
+
+    def prepare(self) -> None:
+        self._questions()
+
     def evaluate(self, model, tokenizer) -> dict:
         report, summary = {}, {}
-        for sub in self.subsets:
-            docs = limited(load_records("cais/wmdp", f"wmdp-{sub}", "test", self.path, what=f"WMDP {sub}"),
-                           self.limit)
-            require(docs, ["question", "choices", "answer"], f"WMDP {sub}")
-            report[f"wmdp_{sub}"] = mcq_accuracy(model, tokenizer, docs, f"wmdp_{sub}", SUBSETS[sub],
-                                                 self.engine, self.batch_size)
-            summary[f"wmdp_{sub}_acc"] = report[f"wmdp_{sub}"]["acc"]
-        if self.mmlu:
-            docs = load_records("cais/mmlu", "all", "test", self.path, aliases=("mmlu",), what="MMLU")
-            docs = limited(docs, self.limit)
-            require(docs, ["question", "choices", "answer"], "MMLU")
-            report["mmlu"] = mcq_accuracy(model, tokenizer, docs, "mmlu", None, self.engine, self.batch_size)
-            summary["mmlu_acc"] = report["mmlu"]["acc"]
+        for name, docs in self._questions().items():
+            topic = SUBSETS.get(name.removeprefix("wmdp_")) if name != "mmlu" else None
+            report[name] = mcq_accuracy(model, tokenizer, docs, name, topic, self.engine, self.batch_size)
+            summary[f"{name}_acc"] = report[name]["acc"]
         return {"summary": summary, **report}

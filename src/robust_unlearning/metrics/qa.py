@@ -65,8 +65,8 @@ def score_qa(model, tokenizer, items: list[QAItem], *, generate: bool = True, sh
             slot[i] += 1
     prob = normalized_probability(sums[:n], counts[:n])
     if share:
-        if not kmax or not bool(mask.all(-1).any()):
-            raise ValueError("option share needs perturbed answers")
+        if not kmax or not bool(mask.any(-1).all()):
+            raise ValueError("the option share needs perturbed answers for every item")
         prob = option_share(prob, (torch.exp(pert) * mask).double())
     out["probability"] = prob.mean().item()
     out["probabilities"] = prob.tolist()
