@@ -43,7 +43,7 @@ class TOFU(Benchmark):
     reference: str | None = None  # retain-only model dir, or a reference JSON of its truth ratios
     perturbed_mean: str = "arithmetic"  # "geometric" = TOFU's public code
     limit: int | None = None  # at most this many questions per evaluation set
-    max_new_tokens: int = 64
+    max_new_tokens: int = 128  # TOFU generates up to 200 tokens including the question
     batch_size: int = 32
     generate: bool = True  # ROUGE-L needs greedy answers
 
@@ -130,5 +130,5 @@ class TOFU(Benchmark):
                 utility[f"{name}_rougeL_recall"] = report[name]["rougeL_recall"]
             utility[f"{name}_truth_ratio"] = report[name]["truth_ratio_utility_score"]
         summary.update(utility)
-        summary["model_utility"] = model_utility(utility)
+        summary["model_utility"] = model_utility(utility)  # nine values; six when generate=False
         return {"summary": summary, **report}
