@@ -85,6 +85,9 @@ class TOFU(Benchmark):
                 raise UnlearnError(f"TOFU {config}: record {i}: perturbed_answer must be a string or a "
                                    "non-empty list of strings")
             para = r.get("paraphrased_answer") or r["answer"]
+            if not all(isinstance(x, str) for x in (r["question"], r["answer"], para)):
+                raise UnlearnError(f"TOFU {config}: record {i}: question, answer and paraphrased_answer "
+                                   "must be strings")
             items.append(QAItem(self.template.format(question=r["question"]), self._space(r["answer"]),
                                 self._space(para), [self._space(p) for p in pert]))
         return items
@@ -94,7 +97,7 @@ class TOFU(Benchmark):
                         share=which in ("real_authors", "world_facts"), perturbed_mean=self.perturbed_mean,
                         max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
 
-    def reference_truth_ratios(self, tokenizer) -> list[float] | None:
+    def reference_truth_ratios(self) -> list[float] | None:
         if self.reference is None:
             return None
         ref = Path(self.reference)
@@ -114,7 +117,7 @@ class TOFU(Benchmark):
 
     def evaluate(self, model, tokenizer) -> dict:
         report = {name: self._score(model, tokenizer, name) for name in EVAL_SETS}
-        retain_tr = self.reference_truth_ratios(tokenizer)
+        retain_tr = self.reference_truth_ratios()
         summary: dict = {
             "forget_probability": report["forget"]["probability"],
             "forget_truth_ratio": report["forget"]["truth_ratio_forget_score"],

@@ -62,7 +62,7 @@ def world_report(model, tokenizer, world: World, reference_model=None, generate:
 class _WorldBenchmark(Benchmark):
     generation: bool = False  # also greedy exact match (world.benchmark)
     rouge: bool = True  # greedy answers for ROUGE-L
-    forget_quality: bool = True  # against the world's gold (retain-only) model
+    against_gold: bool = True  # forget quality against the world's gold (retain-only) model
     batch_size: int = 64
 
     spec_name = "world"
@@ -80,7 +80,7 @@ class _WorldBenchmark(Benchmark):
     def evaluate(self, model, tokenizer) -> dict:
         bundle = self.bundle()
         ref = None
-        if self.forget_quality:
+        if self.against_gold:
             from ..io import load_model
 
             ref, _ = load_model(bundle.gold_dir)
