@@ -184,3 +184,11 @@ def test_demo_on_tofu_data(tmp_path, model_dir):
     assert "| npo | 0 |" in (tmp_path / "demo" / "report.md").read_text()
     bad = CliRunner().invoke(app, ["demo", "--benchmark", "tofu", "--data", str(root)])
     assert bad.exit_code == 2 and "needs --model" in bad.output
+
+
+def test_single_file_path_only_stands_for_its_own_set(tmp_path):
+    root = write_tofu(tmp_path / "tofu")
+    bench = build_benchmark("tofu", root / "forget10_perturbed.json")
+    assert len(bench.eval_items("forget")) == 3
+    with pytest.raises(UnlearnError, match="a data file holds one set"):
+        bench.eval_items("retain")

@@ -5,7 +5,7 @@
 
 Every set is named by the hub dataset id, its config and its split. With a local ``path``:
 
-- a *file* (``.jsonl``, ``.json``, ``.parquet``, ``.txt``) is the set itself;
+- a *file* (``.jsonl``, ``.json``, ``.parquet``, ``.txt``) named after the set is the set itself;
 - a *directory* is searched for the set by its names, in this order:
   ``<path>/<hub id>/...`` (a local mirror of several hub datasets), then inside that base
   ``<config>/<split>``, ``<config>`` and ``<split>``, each either a ``datasets.save_to_disk``
@@ -142,6 +142,12 @@ def load_records(hub_id: str, config: str | None, split: str, path: str | Path |
     if path is not None:
         root = Path(path)
         if root.is_file():
+            # a file is one set: it must be named after the set it stands for (forget10.json, ...)
+            names = {n for n in (config, *aliases, split) if n}
+            if root.name.split(".")[0] not in names:
+                raise UnlearnError(f"{root}: a data file holds one set; for {what} give a directory with "
+                                   f"a file named {config or split}.jsonl (or .json/.parquet, or a "
+                                   "datasets.save_to_disk directory)")
             return read_file(root)
         if not root.is_dir():
             raise UnlearnError(f"data path not found: {root}")
