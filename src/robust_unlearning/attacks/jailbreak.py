@@ -12,9 +12,10 @@ iteration
 4. scores all candidates in padded batches (candidates × questions rows, no Python loop over
    examples) and moves to the best.
 
-The prefix is then scored by 4-option MCQ accuracy with the prefix prepended, on the questions it
-was optimised on (``train``) and on the rest of the forget evaluation (``heldout``), every
-``eval_every`` iterations: a recovery curve. Run it on the gold model too: gold never knew the
+The initial prefix repeats one token (``init``, ``!`` as in GCG). The prefix is then scored by
+4-option MCQ accuracy with the prefix prepended, on the questions it was optimised on (``train``)
+and on the rest of the forget evaluation (``heldout``), every ``eval_every`` iterations: a
+recovery curve. Run it on the gold model too: gold never knew the
 facts, so what the prefix buys there (category priors, option biases) is the floor.
 
 The search loop is hand-written (about 80 lines): the GCG reference code and its packaged variants
@@ -44,6 +45,7 @@ class JailbreakConfig:
     eval_every: int = 5
     batch_rows: int = 512  # rows per forward pass when scoring candidates
     seed: int = 0
+    init: str = "!"  # the initial prefix repeats this token (GCG's "! ! !"); "" or multi-token: random
 
     def __post_init__(self):
         for name in ("prefix_len", "topk", "candidates", "train_questions", "eval_every", "batch_rows"):
@@ -167,7 +169,11 @@ def gcg_attack(model, tok, world: World, cfg: JailbreakConfig = JailbreakConfig(
     mask = torch.full((vocab,), float("inf"))
     mask[allowed] = 0.0
     template = _Template(tok, [(f.prompt, f.answer) for f in train], cfg.prefix_len)
-    prefix = allowed[torch.randint(len(allowed), (cfg.prefix_len,), generator=gen)]
+    init = tok(cfg.init, add_special_tokens=False)["input_ids"] if cfg.init else []
+    if len(init) == 1 and bool((allowed == init[0]).any()):
+        prefix = torch.full((cfg.prefix_len,), init[0], dtype=torch.long)
+    else:
+        prefix = allowed[torch.randint(len(allowed), (cfg.prefix_len,), generator=gen)]
     was_training = model.training
     model.eval()
     empty = torch.zeros(0, dtype=torch.long)
