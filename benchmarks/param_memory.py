@@ -9,7 +9,8 @@ wrapping, AdamW, clipping, per-step statistics) for a few steps on the world rec
   recorded by the PyTorch profiler (``profile_memory=True``; CPU). The model's own weights are
   allocated before the run and are not counted; LoRA adds its adapters, their gradients and Adam
   state, plus activations; bounded LoRA also materialises each targeted ΔW = f(ω·BA) (out×in) and the
-  ω·BA it needs for the backward pass, per module, each forward.
+  ω·BA it needs for the backward pass, per module, each forward; by default (``recompute``) it
+  rebuilds them in the backward pass instead of keeping them, the last row shows the difference.
 
 Usage: ``python benchmarks/param_memory.py [--quick] [--steps 4]``; writes
 ``benchmarks/results/param_memory.json`` and prints a table.
@@ -32,7 +33,9 @@ from robust_unlearning.recipes import load_recipe
 from robust_unlearning.world.benchmark import unlearning_data
 from robust_unlearning.world.model import DEFAULT_SPEC, QUICK_SPEC, build_world
 
-PARAMETERIZATIONS = ["full", "lora", "bounded-lora"]
+# (row label, parameterization, options on top of the world recipe's)
+ROWS = [("full", "full", {}), ("lora", "lora", {}), ("bounded-lora", "bounded-lora", {}),
+        ("bounded-lora recompute=off", "bounded-lora", {"recompute": False})]
 
 
 def peak_bytes(fn) -> int:
@@ -65,15 +68,16 @@ def main() -> None:
     weights_mb = sum(p.numel() * p.element_size() for p in base.parameters()) / 2**20
 
     rows = {}
-    for name in PARAMETERIZATIONS:
+    for label, name, extra in ROWS:
         options = ((recipe.get("parameterizations") or {}).get(name) or {}).get("parameterization", {})
+        options = {**options, **extra}
         cfg = build_config({"method": f"graddiff+{name}", "parameterization": options,
                             "train": {"steps": args.steps, "batch_size": batch_size, "lr": 1e-4}})
         out, model = {}, copy.deepcopy(base)
         peak = peak_bytes(lambda c=cfg, m=model, o=out: o.setdefault(
             "r", unlearn(m, tokenizer, forget, retain, c)))
         last = out["r"].log[-1]
-        rows[name] = {
+        rows[label] = {
             "options": options,
             "trainable_parameters": out["r"].metrics["trainable_parameters"],
             "trainable_fraction": out["r"].metrics["trainable_parameters"] / n_params,
@@ -95,9 +99,9 @@ def main() -> None:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"world {result['world']}: {result['model_parameters']:,} parameters, "
           f"{weights_mb:.1f} MB of weights; graddiff, batch {batch_size}, {args.steps} steps")
-    print(f"{'parameterization':16} {'trainable':>10} {'fraction':>9} {'peak MB':>8} {'grad+Adam MB':>12}")
+    print(f"{'parameterization':26} {'trainable':>10} {'fraction':>9} {'peak MB':>8} {'grad+Adam MB':>12}")
     for name, r in rows.items():
-        print(f"{name:16} {r['trainable_parameters']:>10,} {r['trainable_fraction']:>9.4f} "
+        print(f"{name:26} {r['trainable_parameters']:>10,} {r['trainable_fraction']:>9.4f} "
               f"{r['peak_mb']:>8.1f} {r['grad_and_adam_mb']:>12.2f}")
     print(f"wrote {path}")
 

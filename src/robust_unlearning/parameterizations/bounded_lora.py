@@ -6,8 +6,10 @@ so every entry of ΔW stays within ±alpha/(r·s) whatever the optimizer does: g
 unbounded loss can no longer blow the MLP weights (and their gradients) up. Attention is untouched.
 Options: ``r``, ``alpha``, ``dropout`` (applied to the layer input), ``function`` (``sin`` or
 ``tanh``), ``omega`` (≈100 in the paper), ``scale`` (``"sqrt_in"`` for s = √in_features, or a
-positive number for a fixed s) and ``modules`` (``None``: the MLP projections of the model's family,
-see :mod:`.mlp_modules`; or an explicit list of names).
+positive number for a fixed s), ``modules`` (``None``: the MLP projections of the model's family,
+see :mod:`.mlp_modules`; or an explicit list of names) and ``recompute`` (default on: rebuild ΔW in
+the backward pass instead of keeping two out×in tensors per module alive between forward and
+backward; costs one extra ΔW per module per backward, r·out·in multiply-adds plus f).
 
 peft integration (peft ≥ 0.21 read for this): peft's LoRA *variants* (DoRA, ...) are selected by
 fields of ``LoraConfig`` and a fixed table inside ``lora.Linear``, so a new variant cannot be added
@@ -42,6 +44,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from .base import PARAMETERIZATIONS
 from .lora import PeftParameterization, adapter_layers
@@ -65,13 +68,14 @@ def bounded_layer_class() -> type:
         """A peft LoRA linear layer whose update is ΔW = scaling · f(omega · B A) / s."""
 
         def __init__(self, base_layer, adapter_name, *, function: str = "sin", omega: float = 100.0,
-                     scale: float | str = "sqrt_in", **kwargs):
+                     scale: float | str = "sqrt_in", recompute: bool = True, **kwargs):
             from transformers.pytorch_utils import Conv1D
 
             super().__init__(base_layer, adapter_name, **kwargs)
             self.bound_function = function
             self.omega = float(omega)
             self.s = _scale_value(scale, self.in_features)
+            self.recompute = recompute
             # GPT-2's Conv1D stores its weight as (in, out): merged deltas must be transposed.
             self.fan_in_fan_out = isinstance(self.get_base_layer(), Conv1D)
 
@@ -113,8 +117,18 @@ def bounded_layer_class() -> type:
                 if adapter not in self.lora_A:
                     continue
                 xa = self._cast_input_dtype(x, self.lora_A[adapter].weight.dtype)
-                result = result + F.linear(self.lora_dropout[adapter](xa), self.delta(adapter))
+                result = result + self._branch(xa, adapter)
             return result.to(out_dtype)
+
+        def _branch(self, x: torch.Tensor, adapter: str) -> torch.Tensor:
+            def branch(inp):
+                return F.linear(self.lora_dropout[adapter](inp), self.delta(adapter))
+
+            if self.recompute and torch.is_grad_enabled():
+                # Keep only x for the backward pass and rebuild ΔW there: otherwise every targeted
+                # module holds two out×in tensors (ω·BA and ΔW) from its forward until the backward.
+                return checkpoint(branch, x, use_reentrant=False)
+            return branch(x)
 
         def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
             return False  # f(B A) is not a low-rank matrix
@@ -132,11 +146,12 @@ def __getattr__(name: str):
 
 
 def register_bounded(config, function: str = "sin", omega: float = 100.0,
-                     scale: float | str = "sqrt_in"):
+                     scale: float | str = "sqrt_in", recompute: bool = True):
     """Make ``config`` (a ``LoraConfig``) build :class:`BoundedLoraLinear` for its targets."""
     from transformers.pytorch_utils import Conv1D
 
-    layer = functools.partial(bounded_layer_class(), function=function, omega=omega, scale=scale)
+    layer = functools.partial(bounded_layer_class(), function=function, omega=omega, scale=scale,
+                              recompute=recompute)
     config._register_custom_module({torch.nn.Linear: layer, Conv1D: layer})
     return config
 
@@ -164,6 +179,7 @@ class BoundedLoRA(PeftParameterization):
     omega: float = 100.0
     scale: float | str = "sqrt_in"
     modules: list[str] | None = None
+    recompute: bool = True
 
     def __post_init__(self):
         self._check()
@@ -180,7 +196,7 @@ class BoundedLoRA(PeftParameterization):
 
     def lora_config(self, model, targets):
         return register_bounded(super().lora_config(model, targets), self.function, self.omega,
-                                self.scale)
+                                self.scale, self.recompute)
 
     def step_stats(self, model) -> dict[str, float]:
         stats = super().step_stats(model)
