@@ -89,6 +89,7 @@ def test_torch_int8_failure_is_recorded_not_raised(tiny_model, tiny_tokenizer, t
         raise RuntimeError("no quantized engine\nmore")
 
     monkeypatch.setattr(q, "torch_int8", broken)
+    monkeypatch.setattr(q, "evaluate", lambda *a, **k: {"forget_acc": 0.5, "retain_acc": 0.5})
     cfg = QuantizeConfig(bits=[8], granularities=["channel"])
     rows = quantize_attack(tiny_model, tiny_tokenizer, tiny_world, cfg)
     assert rows[-1]["skipped"] == "RuntimeError: no quantized engine"

@@ -129,7 +129,7 @@ def test_real_attack_outputs_feed_the_report(tiny_model, tiny_tokenizer, tiny_wo
         "quantize": quantize_attack(tiny_model, tiny_tokenizer, tiny_world,
                                     QuantizeConfig(bits=[4], granularities=["channel"], torch_int8=False)),
         "incontext": incontext_attack(tiny_model, tiny_tokenizer, tiny_world,
-                                      InContextConfig(facts=[0, 1], sources=["person"]))},
+                                      InContextConfig(facts=[1], sources=["person"]))},
         "diagnostics": {"landscape": landscape(tiny_model, tiny_tokenizer, tiny_world,
                                                LandscapeConfig(points_1d=3, points_2d=2, max_samples=4))}}
     (tmp_path / "r").mkdir()
