@@ -44,7 +44,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class PretrainConfig:
     epochs: int = 60
-    batch_size: int = 32
+    batch_size: int = 64  # QA pairs per batch
+    text_batch_size: int = 8  # biographies per batch: dense targets, where most facts are learnt
     lr: float = 3e-3
     warmup_frac: float = 0.05
     target_acc: float = 0.97  # stop early once both forget and retain MCQ reach this
@@ -114,7 +115,7 @@ def pretrain(model, tokenizer, records: list[dict], cfg: PretrainConfig, eval_se
     torch.manual_seed(cfg.seed)
     collate = Collator(tokenizer)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.98))
-    steps_per_epoch = len(_length_bucketed(records, cfg.batch_size, random.Random(0)))
+    steps_per_epoch = len(_length_bucketed(records, cfg, random.Random(0)))
     total = cfg.epochs * steps_per_epoch
     warmup = max(1, int(cfg.warmup_frac * total))
 
@@ -128,7 +129,7 @@ def pretrain(model, tokenizer, records: list[dict], cfg: PretrainConfig, eval_se
     model.train()
     bar = progress(total=total, desc=desc)
     for epoch in range(cfg.epochs):
-        for chunk in _length_bucketed(records, cfg.batch_size, rng):
+        for chunk in _length_bucketed(records, cfg, rng):
             loss = _target_loss(model, collate(chunk))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -160,11 +161,11 @@ def _target_loss(model, batch: dict) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits.float(), target[keep])
 
 
-def _length_bucketed(records: list[dict], batch_size: int, rng: random.Random) -> list[list[dict]]:
+def _length_bucketed(records: list[dict], cfg: PretrainConfig, rng: random.Random) -> list[list[dict]]:
     """Shuffled batches that each hold records of one kind (QA or text), so short QA pairs are not
     padded to biography length."""
     batches = []
-    for kind in ("question", "text"):
+    for kind, batch_size in (("question", cfg.batch_size), ("text", cfg.text_batch_size)):
         group = [r for r in records if kind in r]
         rng.shuffle(group)
         batches += [group[i:i + batch_size] for i in range(0, len(group), batch_size)]

@@ -1,0 +1,69 @@
+"""The generated world: deterministic, well-split, and scored by batched MCQ."""
+
+from __future__ import annotations
+
+import torch
+
+from robust_unlearning.eval.mcq import mcq_accuracy, sequence_logprobs
+from robust_unlearning.world.generator import WorldConfig, generate_world
+from robust_unlearning.world.model import DEFAULT_SPEC
+
+
+def test_default_world_has_enough_forget_evaluation_items():
+    w = generate_world(DEFAULT_SPEC.world)
+    assert len(w.forget_eval) >= 200
+    assert 0.08 <= len(w.forget_persons) / len(w.persons) <= 0.12
+
+
+def test_generation_is_deterministic_and_seed_dependent():
+    a, b = generate_world(WorldConfig(n_persons=50, relearn_pool=8, retain_eval=40)), generate_world(
+        WorldConfig(n_persons=50, relearn_pool=8, retain_eval=40))
+    c = generate_world(WorldConfig(n_persons=50, relearn_pool=8, retain_eval=40, seed=1))
+    assert [f.to_json() for f in a.forget_eval] == [f.to_json() for f in b.forget_eval]
+    assert [f.to_json() for f in a.forget_eval] != [f.to_json() for f in c.forget_eval]
+
+
+def test_splits_are_disjoint_and_relearn_excluded_from_eval(tiny_world):
+    w = tiny_world
+    assert not set(w.forget_persons) & set(w.retain_persons)
+    relearn = {(f.person, f.attribute) for f in w.relearn}
+    evals = {(f.person, f.attribute) for f in w.forget_eval}
+    assert not relearn & evals
+    assert relearn | evals == {(f.person, f.attribute) for f in w.forget_facts}
+    assert all(f.person in w.retain_persons for f in w.retain_eval)
+
+
+def test_options_hold_the_answer_once_and_distractors_share_its_category(tiny_world):
+    from robust_unlearning.world.generator import CATEGORIES
+
+    for f in tiny_world.forget_eval + tiny_world.retain_eval:
+        assert f.options[f.label] == f.value
+        assert f.options.count(f.value) == 1
+        assert all(o in CATEGORIES[f.attribute] for o in f.options)
+
+
+def test_two_surface_forms(tiny_world):
+    p = tiny_world.forget_persons[0]
+    bio = tiny_world.biography(p)
+    for f in tiny_world.facts[p]:
+        assert f.value in bio and f.person in f.question
+
+
+def test_batched_logprobs_match_one_at_a_time(tiny_model, tiny_tokenizer, tiny_world):
+    items = tiny_world.forget_eval[:6]
+    prompts = [f.prompt for f in items]
+    conts = [f.answer for f in items]
+    batched, counts = sequence_logprobs(tiny_model, tiny_tokenizer, prompts, conts, batch_size=4)
+    for i, (p, c) in enumerate(zip(prompts, conts)):
+        one, n = sequence_logprobs(tiny_model, tiny_tokenizer, [p], [c])
+        assert torch.allclose(one, batched[i:i + 1], atol=1e-4)
+        assert n.item() == counts[i].item()
+
+
+def test_mcq_accuracy_of_random_model_is_near_chance_and_trained_model_learns(
+        tiny_model, trained_tiny, tiny_tokenizer, tiny_world):
+    facts = tiny_world.forget_facts + tiny_world.retain_eval
+    random_acc = mcq_accuracy(tiny_model, tiny_tokenizer, facts)
+    trained_acc = mcq_accuracy(trained_tiny, tiny_tokenizer, facts)
+    assert random_acc < 0.45
+    assert trained_acc > random_acc + 0.1
