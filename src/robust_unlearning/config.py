@@ -22,7 +22,7 @@ from .errors import UnlearnError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TrainConfig(_Strict):
@@ -90,6 +90,8 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             value = raw
         node = out
         *parents, leaf = key.strip().split(".")
+        if not all(k.strip() for k in (*parents, leaf)):
+            raise UnlearnError(f"override {item!r} has an empty key")
         for k in parents:
             node = node.setdefault(k, {})
             if not isinstance(node, dict):
@@ -113,6 +115,10 @@ def load_yaml(path: str | Path) -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         raise UnlearnError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    except OSError as exc:
+        raise UnlearnError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except RecursionError as exc:
+        raise UnlearnError(f"{path}: malformed YAML: nested too deeply") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

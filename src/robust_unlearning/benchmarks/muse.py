@@ -61,7 +61,7 @@ class MUSE(Benchmark):
 
     def _qa(self, split: str) -> list[dict]:
         recs = self._load("knowmem", split)
-        require(recs, ["question", "answer"], f"{self.name} knowmem/{split}")
+        require(recs, ["question", "answer"], f"{self.name} knowmem/{split}", strings=["question", "answer"])
         return recs
 
     def retrain_auc(self, forget: list[str], holdout: list[str]) -> float | None:
@@ -87,7 +87,8 @@ class MUSE(Benchmark):
         return mia_auc(f, h)
 
     def prepare(self) -> None:
-        require(self._load("verbmem", "forget"), ["prompt", "gt"], f"{self.name} verbmem/forget")
+        require(self._load("verbmem", "forget"), ["prompt", "gt"], f"{self.name} verbmem/forget",
+                strings=["prompt", "gt"])
         for split in ("forget_qa", "forget_qa_icl", "retain_qa", "retain_qa_icl"):
             self._qa(split)
         for split in ("forget", "holdout"):

@@ -27,29 +27,33 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from ..data.jsonl import check_unicode, parse_json_line
 from ..errors import UnlearnError
 
 SUFFIXES = (".jsonl", ".json", ".parquet", ".txt")
 ENV_DIR = "ROBUST_UNLEARNING_DATASETS"
 
 
-def _read_json(path: Path) -> list[dict]:
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise UnlearnError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise UnlearnError(f"{path}:{line}: not valid UTF-8 ({exc.reason})") from exc
+    except OSError as exc:
+        raise UnlearnError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _read_json(path: Path) -> list[dict]:
+    text = _read_text(path)
     try:
         obj = json.loads(text)
-    except json.JSONDecodeError:
-        obj = None
+    except (ValueError, RecursionError):  # not one JSON document: JSON lines
         records = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise UnlearnError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from exc
+        # split on "\n" only: str.splitlines would also cut at U+2028 and others inside strings
+        for lineno, line in enumerate(text.split("\n"), 1):
+            if line.strip():
+                records.append(parse_json_line(line, f"{path}:{lineno}"))
         obj = records
     if isinstance(obj, dict):
         # {"data": [...]} or {"<split>": [...]} hold records; any other object is one record.
@@ -60,6 +64,9 @@ def _read_json(path: Path) -> list[dict]:
             obj = values[0]
         else:
             obj = [obj]
+    if not isinstance(obj, list):
+        raise UnlearnError(f"{path}: holds a JSON {type(obj).__name__}, not records (a list of objects, "
+                           "or one object per line)")
     for i, rec in enumerate(obj, 1):
         if not isinstance(rec, dict):
             raise UnlearnError(f"{path}: record {i} is a {type(rec).__name__}, not a JSON object")
@@ -79,12 +86,10 @@ def read_file(path: str | Path) -> list[dict]:
         try:
             records = pq.read_table(path).to_pylist()
         except Exception as exc:  # pyarrow raises several types for a bad file
-            raise UnlearnError(f"{path}: not a readable parquet file ({exc})") from exc
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UnlearnError(f"{path}: not a readable parquet file ({msg})") from exc
     elif suffix == ".txt":
-        try:
-            records = [{"text": path.read_text(encoding="utf-8")}]
-        except UnicodeDecodeError as exc:
-            raise UnlearnError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
+        records = [{"text": _read_text(path)}]
     else:
         raise UnlearnError(f"{path}: unsupported data file (use {', '.join(SUFFIXES)} or a "
                            "datasets.save_to_disk directory)")
@@ -170,12 +175,17 @@ def load_records(hub_id: str, config: str | None, split: str, path: str | Path |
     return ds.to_list()
 
 
-def require(records: list[dict], fields: Sequence[str], what: str) -> None:
+def require(records: list[dict], fields: Sequence[str], what: str, strings: Sequence[str] = ()) -> None:
+    """Every record has ``fields`` (not null); those also in ``strings`` are valid Unicode strings."""
     for i, rec in enumerate(records, 1):
         missing = [f for f in fields if f not in rec or rec[f] is None]
         if missing:
             raise UnlearnError(f"{what}: record {i} lacks {', '.join(missing)} "
-                               f"(has: {', '.join(sorted(rec)) or 'nothing'})")
+                               f"(has: {', '.join(sorted(map(str, rec))) or 'nothing'})")
+        for f in strings:
+            if not isinstance(rec[f], str):
+                raise UnlearnError(f"{what}: record {i}: {f} must be a string, not {type(rec[f]).__name__}")
+            check_unicode(rec[f], f"{what}: record {i}", f)
 
 
 def chunk_words(text: str, words: int) -> list[str]:

@@ -68,7 +68,7 @@ class TOFU(Benchmark):
         out = []
         for config in (self.split, SPLITS[self.split]):
             recs = self._load(config)
-            require(recs, ["question", "answer"], f"TOFU {config}")
+            require(recs, ["question", "answer"], f"TOFU {config}", strings=["question", "answer"])
             out.append([self._qa(r) for r in recs])
         return out[0], out[1]
 

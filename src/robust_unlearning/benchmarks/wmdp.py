@@ -53,12 +53,12 @@ class WMDP(Benchmark):
                     raise UnlearnError(f"{exc} (the WMDP bio forget corpus is gated: request access and "
                                        "put bio-forget-corpus.jsonl in the --data directory)") from exc
                 raise
-            require(recs, ["text"], f"WMDP {config}")
+            require(recs, ["text"], f"WMDP {config}", strings=["text"])
             forget += [{"text": c} for r in limited(recs, self.limit)
                        for c in chunk_words(r["text"], self.chunk_words)]
         retain = load_records("Salesforce/wikitext", "wikitext-2-raw-v1", "train", self.path,
                               aliases=("wikitext",), what="WikiText wikitext-2-raw-v1")
-        require(retain, ["text"], "WikiText")
+        require(retain, ["text"], "WikiText", strings=["text"])
         retain = [{"text": r["text"].strip()} for r in retain
                   if len(r["text"].strip()) >= self.min_retain_chars]
         if not forget:
