@@ -15,6 +15,7 @@ Every user error prints one line ``error: ...`` on stderr and exits with code 2.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -29,9 +30,14 @@ attack_app = typer.Typer(no_args_is_help=True, help="Attacks that try to bring f
 app.add_typer(attack_app, name="attack")
 
 
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (a message from a library may span several)."""
+    return " ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip()) or type(exc).__name__
+
+
 def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2)
+    typer.echo(f"error: {one_line(exc)}", err=True)
+    raise typer.Exit(getattr(exc, "exit_code", 2))
 
 
 @app.command()
@@ -126,9 +132,10 @@ def eval_cmd(model: Path = typer.Option(..., help="A saved model directory."),
     """Score a saved model on a benchmark; print the summary, write every metric to --out."""
     from .benchmarks import build_benchmark
     from .config import parse_overrides
-    from .io import load_model, write_json_atomic
+    from .io import check_model_path, load_model, write_json_atomic
 
     try:
+        check_model_path(model)  # a missing or broken directory fails before the data is read
         opts = parse_overrides(option or [])
         if benchmark in ("world", "world-quick"):
             opts["generation"] = generation
@@ -163,18 +170,20 @@ def attack_relearn(
 ):
     """Fine-tune on a few forget samples and measure how much forgotten knowledge comes back."""
     from .attacks.relearn import RelearnConfig, relearn_attack, summarize
+    from .cli_attacks import check_world
     from .demo import parse_budgets, parse_seeds
     from .io import load_model, write_json_atomic
     from .runner import world_bundle
 
     try:
-        bundle = world_bundle(benchmark)
+        check_world(benchmark)
         try:
             cfg = RelearnConfig(budgets=parse_budgets(budgets), lr=lr, seeds=parse_seeds(seeds), form=form,
                                 lora_rank=lora_rank)
         except ValueError as exc:
             raise UnlearnError(str(exc)) from exc
-        m, tok = load_model(model)
+        m, tok = load_model(model)  # a bad model directory fails before the world is built
+        bundle = world_bundle(benchmark)
         try:
             rows = relearn_attack(m, tok, bundle.world, cfg)
             result = {"model": str(model), "relearn": summarize(rows), "runs": rows}
@@ -221,12 +230,26 @@ from .cli_attacks import register as _register_attack_commands  # noqa: E402
 _register_attack_commands(app, attack_app, _fail)
 
 
+DEBUG_ENV = "ROBUST_UNLEARNING_DEBUG"
+
+
 def main() -> None:
+    """The console entry point: user errors exit 2 with one line; anything else is a bug, reported
+    on one line with exit code 1 (``ROBUST_UNLEARNING_DEBUG=1`` shows its traceback)."""
     try:
         app()
     except UnlearnError as exc:  # pragma: no cover - commands catch their own
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        print(f"error: internal error, a bug in robust_unlearning ({type(exc).__name__}: {one_line(exc)}); "
+              f"set {DEBUG_ENV}=1 for the traceback", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

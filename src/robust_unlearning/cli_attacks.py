@@ -31,6 +31,14 @@ def _ints(text: str, what: str) -> list[int]:
     return vals
 
 
+def check_world(benchmark: str) -> None:
+    """An unknown world name fails before any model is loaded or any world is built."""
+    from .runner import WORLDS
+
+    if benchmark not in WORLDS:
+        raise UnlearnError(f"unknown benchmark {benchmark!r}; known: {', '.join(WORLDS)}")
+
+
 def _names(text: str) -> list[str]:
     return [x.strip() for x in str(text).split(",") if x.strip()]
 
@@ -49,11 +57,14 @@ def _run_on_targets(model: Path, benchmark: str, gold: bool, kind: str, name: st
     from .runner import world_bundle
     from .world.benchmark import evaluate
 
+    check_world(benchmark)
+    first = load_model(model)  # a bad model directory fails before the world is built
     bundle = world_bundle(benchmark)
     targets = [(Path(model).name or str(model), model)] + ([("gold", bundle.gold_dir)] if gold else [])
     entries = []
     for label, path in targets:
-        m, tok = load_model(path)
+        m, tok = first if first is not None else load_model(path)
+        first = None
         try:
             result = fn(m, tok, bundle.world)
         except ValueError as exc:

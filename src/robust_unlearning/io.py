@@ -69,31 +69,126 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16", "auto": "auto"}
 
 
-def load_model(name: str | Path, tokenizer: str | Path | None = None, trust_remote_code: bool = False,
-               dtype: str = "float32"):
-    """Load a causal LM and its tokenizer from a local directory or a hub id (safetensors only)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _first_line(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    # "Error(s) in loading state_dict for X:" says nothing alone: add the line that follows
+    return f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
 
+
+def _looks_local(name: str) -> bool:
+    """A path rather than a hub id (``org/name``): absolute, relative with ./ or ~, or deeper."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name or name.endswith("/")
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hold back transformers' load report (missing weights become an error below instead)."""
+    from transformers.utils import logging as hf_logging
+
+    from .progress import progress_enabled
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    if not progress_enabled():
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def check_model_path(name: str | Path) -> str:
+    """Fail fast (before any expensive work) on a model path that cannot load: a missing local
+    directory, a file, no or malformed ``config.json``, no safetensors weights. Hub ids pass.
+    Returns the name to load (``~`` expanded)."""
     name = str(name)
-    local = Path(name)
-    if local.exists():
+    local = Path(name).expanduser()
+    try:
+        if not local.exists():
+            if _looks_local(name):
+                raise UnlearnError(f"model directory not found: {name}")
+            return name  # a hub id
         if not local.is_dir() or not (local / "config.json").is_file():
             raise UnlearnError(f"cannot load model from {local}: not a Hugging Face model directory "
                                "(no config.json)")
+        try:
+            cfg = json.loads((local / "config.json").read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise UnlearnError(f"cannot load model from {local}: {local / 'config.json'} is not valid "
+                               f"JSON ({_first_line(exc)})") from exc
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("model_type"), str):
+            raise UnlearnError(f"cannot load model from {local}: {local / 'config.json'} has no "
+                               "'model_type'")
         if not any(local.glob("*.safetensors")):
             raise UnlearnError(f"cannot load model from {local}: no .safetensors weights "
                                "(pickled weights are not loaded)")
+    except OSError as exc:  # e.g. a directory without read permission
+        raise UnlearnError(f"cannot read model directory {local}: {exc.strerror or exc}") from exc
+    return str(local)
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def _tokenizer_problem(local: Path) -> str | None:
+    """Why a local directory's tokenizer did not load, when it is a missing or malformed file."""
+    if not local.is_dir():
+        return None
+    if not any((local / f).is_file() for f in _TOKENIZER_FILES):
+        return f"no tokenizer files ({', '.join(_TOKENIZER_FILES)})"
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (local / f).is_file():
+            try:
+                json.loads((local / f).read_text(encoding="utf-8"))
+            except (ValueError, OSError) as exc:
+                return f"{local / f} is not valid JSON ({_first_line(exc)})"
+    return None
+
+
+def load_model(name: str | Path, tokenizer: str | Path | None = None, trust_remote_code: bool = False,
+               dtype: str = "float32"):
+    """Load a causal LM and its tokenizer from a local directory or a hub id (safetensors only).
+
+    Every failure is one :class:`UnlearnError`: a missing or unreadable directory, a broken
+    ``config.json``, weights that do not deserialize or do not cover the model (a model with
+    freshly initialised layers is never returned), a missing or broken tokenizer.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    name = check_model_path(name)
+    if dtype not in _DTYPES:
+        raise UnlearnError(f"unknown dtype {dtype!r}; known: {', '.join(_DTYPES)}")
     torch_dtype = _DTYPES[dtype] if dtype == "auto" else getattr(torch, _DTYPES[dtype])
     try:
-        model = AutoModelForCausalLM.from_pretrained(name, use_safetensors=True, dtype=torch_dtype,
-                                                     trust_remote_code=trust_remote_code)
-        tok = AutoTokenizer.from_pretrained(str(tokenizer or name), trust_remote_code=trust_remote_code)
+        with _quiet_transformers():
+            model, info = AutoModelForCausalLM.from_pretrained(
+                name, use_safetensors=True, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+                output_loading_info=True)
     except UnlearnError:
         raise
     except Exception as exc:  # transformers raises many types; the user gets one line
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnlearnError(f"cannot load model {name!r}: {msg}") from exc
+        damaged = " (a .safetensors file is damaged)" if type(exc).__name__ == "SafetensorError" else ""
+        raise UnlearnError(f"cannot load model {name!r}: {_first_line(exc)}{damaged}") from exc
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise UnlearnError(f"cannot load model {name!r}: the weights lack {len(missing)} of the model's "
+                           f"tensors ({', '.join(missing[:3])}{more}); the checkpoint is incomplete or "
+                           "of another architecture")
+    tok_name = str(tokenizer or name)
+    try:
+        with _quiet_transformers():
+            tok = AutoTokenizer.from_pretrained(tok_name, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        if tokenizer is not None and not Path(tok_name).exists() and _looks_local(tok_name):
+            raise UnlearnError(f"tokenizer directory not found: {tok_name}") from exc
+        raise UnlearnError(f"cannot load the tokenizer from {tok_name!r}: "
+                           f"{_tokenizer_problem(Path(tok_name)) or _first_line(exc)}") from exc
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token  # padding is masked by position, never by id (collate.py)
     return model, tok
