@@ -1,7 +1,7 @@
 """The ``unlearn`` command line (typer).
 
     unlearn demo [--quick] [--methods npo,npo+sam] [--seeds 3] [--out DIR]
-    unlearn run CONFIG.yaml [key=value ...]
+    unlearn run CONFIG.yaml [key=value ...] [--resume]
     unlearn eval --model DIR [--benchmark world]
     unlearn attack relearn --model DIR [--budgets 20x5,40x10] [--lora-rank 8]
     unlearn attack quantize|jailbreak|incontext --model DIR ...   (cli_attacks.py)
@@ -102,12 +102,17 @@ def demo(
 
 @app.command()
 def run(config: Path = typer.Argument(..., help="YAML config of the experiment."),
-        overrides: Optional[List[str]] = typer.Argument(None, help="key.sub=value overrides.")):
-    """Unlearn a model on forget/retain data (or a named benchmark) and save it."""
+        overrides: Optional[List[str]] = typer.Argument(None, help="key.sub=value overrides."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint "
+                                    "(train.checkpoint_every) of an interrupted run of this config.")):
+    """Unlearn a model on forget/retain data (or a named benchmark) and save it.
+
+    Several processes: torchrun --nproc_per_node N -m robust_unlearning.cli run CONFIG, or
+    accelerate launch --config_file configs/accelerate/ddp.yaml -m robust_unlearning.cli run CONFIG."""
     from .runner import run_config
 
     try:
-        out = run_config(config, overrides or [], log=typer.echo)
+        out = run_config(config, overrides or [], log=typer.echo, resume=resume)
         typer.echo(f"saved to {out}")
     except UnlearnError as exc:
         _fail(exc)
@@ -132,10 +137,9 @@ def eval_cmd(model: Path = typer.Option(..., help="A saved model directory."),
     """Score a saved model on a benchmark; print the summary, write every metric to --out."""
     from .benchmarks import build_benchmark
     from .config import parse_overrides
-    from .io import check_model_path, load_model, write_json_atomic
+    from .io import load_model, write_json_atomic
 
     try:
-        check_model_path(model)  # a missing or broken directory fails before the data is read
         opts = parse_overrides(option or [])
         if benchmark in ("world", "world-quick"):
             opts["generation"] = generation

@@ -6,7 +6,8 @@
     strategy: {rho: 0.01}            # options of the chosen strategy
     parameterization: {}             # options of the chosen parameterization
     data: {forget: forget.jsonl, retain: retain.jsonl}
-    train: {steps: 100, lr: 1e-5, batch_size: 8, gamma: 1.0, seed: 0}
+    train: {steps: 100, lr: 1e-5, batch_size: 8, gamma: 1.0, seed: 0,
+            checkpoint_every: 50, gradient_checkpointing: false, mixed_precision: "no"}
     output_dir: runs/npo-sam
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationError
 
 from .errors import UnlearnError
 
@@ -28,7 +29,7 @@ class _Strict(BaseModel):
 class TrainConfig(_Strict):
     steps: int | None = None  # optimizer steps; if unset, ``epochs`` over the forget set
     epochs: float = 5.0
-    batch_size: int = 8  # forget micro-batch size (per process)
+    batch_size: int = 8  # forget micro-batch size (global: split over processes)
     retain_batch_size: int | None = None  # default: batch_size
     grad_accum: int = 1
     lr: float = 1e-5
@@ -38,8 +39,12 @@ class TrainConfig(_Strict):
     max_grad_norm: float | None = 1.0
     gamma: float = 1.0  # retain weight γ
     seed: int = 0
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # bf16/fp16 keep float32 master weights
     max_length: int = 256
+    gradient_checkpointing: bool = False  # recompute activations in backward (less memory, ~1/3 slower)
+    checkpoint_every: PositiveInt | None = None  # save a resumable checkpoint every N optimizer steps
+    checkpoint_dir: str | None = None  # default for `unlearn run`: <output_dir>.checkpoints
+    keep_checkpoints: PositiveInt = 2  # the newest K checkpoints are kept
 
 
 class DataConfig(_Strict):

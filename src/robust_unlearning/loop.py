@@ -6,8 +6,29 @@
 
 Built on accelerate (device placement, mixed precision, several processes). Per optimizer step:
 zero grads -> strategy.compute (may run several passes over the accumulation group) -> finite check
--> clip -> optimizer step -> scheduler step -> strategy.after_step -> log. After the last step
-``strategy.finalize`` may replace the weights (weight averaging).
+-> clip -> optimizer step -> scheduler step -> strategy.after_step -> log -> checkpoint. After the
+last step ``strategy.finalize`` may replace the weights (weight averaging).
+
+Several processes (``accelerate launch`` / ``torchrun`` with DDP). N processes compute the update
+one process computes on the same *global* batch: ``train.batch_size`` is the global batch. The data
+comes from :class:`~.data.stream.BatchStream`, not from accelerate's prepared DataLoader: every
+process draws the same seeded global batch and keeps its slice (the equivalent of
+``Accelerator(split_batches=True)``, which is also set so that the scheduler steps once per
+optimizer step, not N times); DDP averages the gradients in every backward pass, so after each
+``backward`` every process holds the gradient of the global batch. Hence the global quantities of
+the strategies (SAM's ‖g‖, StableUN's dot products and norms, realised perturbation fractions) are
+computed from identical, replicated tensors and agree on all processes; their ``all_reduce_sum`` is
+the identity under DDP and a sum only where the parameters are sharded (FSDP, DeepSpeed: there
+only the plain strategy is supported). Noise (RS, StableUN's gpn) and rule draws come from
+generators seeded by (seed, step), never from the global RNG, so every process draws the same.
+Logged float statistics are averaged over processes; only the main process writes the metrics log
+and checkpoints.
+
+Checkpoints (``train.checkpoint_every``): the trainable weights, optimizer, scheduler, strategy
+state, RNG states and the data streams' positions (see :mod:`.checkpoint`); ``resume=True``
+continues from the newest one bit-identically. A fresh run (``resume=False``) clears the directory's
+old checkpoints. A non-finite loss or gradient stops the run with its step number before the
+optimizer step, so no checkpoint ever holds weights from a non-finite update.
 """
 
 from __future__ import annotations
@@ -17,19 +38,23 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import torch
-from torch.utils.data import DataLoader
 
+from . import checkpoint as ckpt
 from .config import RunConfig
 from .data.collate import Collator
+from .data.stream import BatchStream
 from .errors import NonFiniteLossError, UnlearnError
 from .method import Method, parse_method
 from .objectives.base import OBJECTIVES
-from .parameterizations.base import PARAMETERIZATIONS, trainable_parameters
+from .parameterizations.base import PARAMETERIZATIONS
 from .progress import progress
 from .strategies.base import STRATEGIES, MicroBatch, StepContext
+
+# settings a resumed run may change without invalidating its checkpoints
+_RESUMABLE_CHANGES = {"output_dir", "save", "evaluate"}
+_RESUMABLE_TRAIN_CHANGES = {"checkpoint_every", "checkpoint_dir", "keep_checkpoints"}
 
 
 @dataclass
@@ -45,21 +70,11 @@ class UnlearnResult:
         return self.parameterization.export(self.model)
 
 
-def _cycle(loader: DataLoader) -> Iterator[dict]:
-    while True:
-        yield from loader
-
-
-def _loader(records: list[dict], batch_size: int, collate: Collator, seed: int) -> DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    return DataLoader(records, batch_size=min(batch_size, len(records)), shuffle=True,
-                      collate_fn=collate, generator=g, drop_last=False)
-
-
 def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg: RunConfig,
-            metrics_path: Path | None = None, desc: str | None = None) -> UnlearnResult:
+            metrics_path: Path | None = None, desc: str | None = None,
+            resume: bool = False) -> UnlearnResult:
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedType, set_seed
     from transformers import get_scheduler
 
     tc = cfg.train
@@ -72,13 +87,25 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     use_retain = objective.has_retain_loss
     if use_retain and not retain:
         raise UnlearnError(f"objective {method.objective!r} needs retain data, and none was given")
+    if tc.checkpoint_every and not tc.checkpoint_dir:
+        raise UnlearnError("train.checkpoint_every needs train.checkpoint_dir")
+    accelerator = Accelerator(mixed_precision=tc.mixed_precision, split_batches=True)
+    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    if sharded and method.strategy != "plain":
+        raise UnlearnError(f"strategy {method.strategy!r} perturbs and reads the full gradient, which "
+                           f"{accelerator.distributed_type.value} shards; run it with DDP "
+                           "(configs/accelerate/ddp.yaml)")
     set_seed(tc.seed)
 
     # -- model, reference, trainable parameters -------------------------------------------------
     objective.setup(model)
+    if tc.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
     model = param.prepare(model, objective)
     reference = param.reference(model) if objective.needs_reference else None
-    params = trainable_parameters(model)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     if tc.mixed_precision != "no":  # fp32 master weights: perturbations and restores stay exact
         for p in params:
             p.data = p.data.float()
@@ -86,55 +113,95 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
 
     # -- data, optimizer, schedule -----------------------------------------------------------------
     collate = Collator(tokenizer, tc.max_length)
-    forget_loader = _loader(forget, tc.batch_size, collate, tc.seed)
-    retain_loader = (_loader(retain, tc.retain_batch_size or tc.batch_size, collate, tc.seed + 1)
-                     if use_retain else None)
-    steps = tc.steps or max(1, math.ceil(tc.epochs * len(forget_loader) / tc.grad_accum))
+    shard = {"rank": accelerator.process_index, "world": accelerator.num_processes,
+             "device": accelerator.device}
+    forget_stream = BatchStream(forget, tc.batch_size, collate, tc.seed, name="forget", **shard)
+    retain_stream = (BatchStream(retain, tc.retain_batch_size or tc.batch_size, collate, tc.seed + 1,
+                                 name="retain", **shard) if use_retain else None)
+    steps = tc.steps or max(1, math.ceil(tc.epochs * len(forget_stream) / tc.grad_accum))
     optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = get_scheduler(tc.scheduler, optimizer, num_warmup_steps=tc.warmup_steps,
                               num_training_steps=steps)
-
-    accelerator = Accelerator(mixed_precision=tc.mixed_precision)
-    model, optimizer, scheduler, forget_loader = accelerator.prepare(model, optimizer, scheduler,
-                                                                     forget_loader)
-    if retain_loader is not None:
-        retain_loader = accelerator.prepare(retain_loader)
-    forget_iter = _cycle(forget_loader)
-    retain_iter = _cycle(retain_loader) if retain_loader is not None else None
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     def forget_loss(batch):
         with accelerator.autocast():
-            return objective.forget_loss(model, batch, reference)
+            loss = objective.forget_loss(model, batch, reference)
+        return loss * batch.weight if getattr(batch, "weight", 1.0) != 1.0 else loss
 
     def retain_loss(batch):
         with accelerator.autocast():
-            return objective.retain_loss(model, batch, reference)
+            loss = objective.retain_loss(model, batch, reference)
+        return loss * batch.weight if loss is not None and getattr(batch, "weight", 1.0) != 1.0 else loss
 
     def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-        return accelerator.reduce(t, reduction="sum") if accelerator.num_processes > 1 else t
+        """Sum over processes of a quantity over the *local parameters*: only sharded parameters
+        (FSDP, DeepSpeed) need it; DDP replicates parameters and all-reduces gradients."""
+        return accelerator.reduce(t.to(accelerator.device), reduction="sum").cpu() if sharded else t
+
+    # -- resume ------------------------------------------------------------------------------------
+    log: list[dict] = []
+    start_step, total_passes, elapsed_before = 0, 0, 0.0
+    fp = ckpt.fingerprint(_fingerprint_config(cfg))
+    if tc.checkpoint_dir and resume and (path := ckpt.latest(tc.checkpoint_dir)) is not None:
+        start_step, weights, state = ckpt.load(path)
+        if state["fingerprint"] != fp:
+            raise UnlearnError(f"checkpoint {path} belongs to a run with other settings; resume with the "
+                               "config it was written with, or start afresh without --resume")
+        with torch.no_grad():
+            for n, p in named:
+                if n not in weights:
+                    raise UnlearnError(f"checkpoint {path} has no weights for {n}")
+                p.data.copy_(weights[n].to(p.device, p.dtype))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        strategy.load_state_dict(ckpt.to_device(state["strategy"], accelerator.device))
+        forget_stream.load_state_dict(state["forget_stream"])
+        if retain_stream is not None:
+            retain_stream.load_state_dict(state["retain_stream"])
+        ckpt.set_rng_state(state["rng"])
+        log, total_passes, elapsed_before = state["log"], state["total_passes"], state["seconds"]
+    elif tc.checkpoint_dir and tc.checkpoint_every and accelerator.is_main_process:
+        ckpt.clear(tc.checkpoint_dir)  # a fresh run: old checkpoints would be resumed by mistake
+
+    def save_checkpoint(done: int) -> Path | None:
+        path = None
+        if accelerator.is_main_process:
+            state = {
+                "fingerprint": fp, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "strategy": strategy.state_dict(), "forget_stream": forget_stream.state_dict(),
+                "retain_stream": retain_stream.state_dict() if retain_stream is not None else None,
+                "rng": ckpt.rng_state(), "log": log, "total_passes": total_passes,
+                "seconds": elapsed_before + time.perf_counter() - start,
+            }
+            path = ckpt.save(tc.checkpoint_dir, done, {n: p for n, p in named}, state,
+                             keep=tc.keep_checkpoints)
+        accelerator.wait_for_everyone()
+        return path
 
     # -- the loop ------------------------------------------------------------------------------
-    log: list[dict] = []
-    total_passes = 0
     model.train()
-    bar = progress(total=steps, desc=desc or f"unlearn {method.name}")
-    metrics_file = open(metrics_path, "w") if metrics_path is not None else None
+    bar = progress(total=steps, initial=start_step, desc=desc or f"unlearn {method.name}")
+    write_metrics = metrics_path is not None and accelerator.is_main_process
+    metrics_file = open(metrics_path, "w") if write_metrics else None
+    if metrics_file:
+        metrics_file.writelines(json.dumps(e) + "\n" for e in log)
     start = time.perf_counter()
     try:
-        for step in range(steps):
-            micro = [MicroBatch(next(forget_iter), next(retain_iter) if retain_iter else None)
+        for step in range(start_step, steps):
+            micro = [MicroBatch(next(forget_stream), next(retain_stream) if retain_stream else None)
                      for _ in range(tc.grad_accum)]
             optimizer.zero_grad(set_to_none=True)
             ctx = StepContext(
                 model=model, params=params, micro=micro, forget_loss_fn=forget_loss,
                 retain_loss_fn=retain_loss, backward_fn=accelerator.backward,
-                next_forget=lambda: next(forget_iter),
-                next_retain=lambda: next(retain_iter) if retain_iter else None,
+                next_forget=lambda: next(forget_stream),
+                next_retain=lambda: next(retain_stream) if retain_stream else None,
                 gamma=tc.gamma, lr=scheduler.get_last_lr()[0], step=step,
                 all_reduce_sum=all_reduce_sum,
             )
             strategy.compute(ctx)
-            grad_norm = _grad_norm(params)
+            grad_norm = _grad_norm(params, all_reduce_sum)
             if not math.isfinite(grad_norm):
                 raise NonFiniteLossError("gradient", step)
             if tc.max_grad_norm:
@@ -143,21 +210,30 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
             scheduler.step()
             strategy.after_step(ctx)
             total_passes += ctx.passes
-            entry = {"step": step + 1, **{k: v for k, v in ctx.stats.items() if v is not None},
+            stats = _mean_over_processes(accelerator, ctx.stats)
+            entry = {"step": step + 1, **{k: v for k, v in stats.items() if v is not None},
                      "grad_norm": grad_norm, "lr": ctx.lr, "passes": ctx.passes,
                      **param.step_stats(model)}
             log.append(entry)
             if metrics_file:
                 metrics_file.write(json.dumps(entry) + "\n")
+                metrics_file.flush()
             bar.update(1)
-            if "forget_loss" in ctx.stats:
-                bar.set_postfix(f=f"{ctx.stats['forget_loss']:.3f}")
+            if "forget_loss" in stats:
+                bar.set_postfix(f=f"{stats['forget_loss']:.3f}")
+            if tc.checkpoint_every and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == steps):
+                save_checkpoint(step + 1)
+    except NonFiniteLossError as exc:
+        last = ckpt.latest(tc.checkpoint_dir) if tc.checkpoint_dir else None
+        if last is not None:
+            exc.args = (f"{exc.args[0]}; last good checkpoint: {last}",)
+        raise
     finally:
         bar.close()
         if metrics_file:
             metrics_file.close()
     strategy.finalize(params)
-    elapsed = time.perf_counter() - start
+    elapsed = elapsed_before + time.perf_counter() - start
     model = accelerator.unwrap_model(model)
     model.eval()
     metrics = {
@@ -166,11 +242,36 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
         "trainable_parameters": sum(p.numel() for p in params),
         "final_forget_loss": log[-1].get("forget_loss") if log else None,
         "final_retain_loss": log[-1].get("retain_loss") if log else None,
+        "processes": accelerator.num_processes,
     }
+    if start_step:
+        metrics["resumed_from_step"] = start_step
     return UnlearnResult(model, method, param, metrics, log)
 
 
-def _grad_norm(params) -> float:
+def _fingerprint_config(cfg: RunConfig) -> dict:
+    data = cfg.model_dump()
+    for k in _RESUMABLE_CHANGES:
+        data.pop(k, None)
+    for k in _RESUMABLE_TRAIN_CHANGES:
+        data["train"].pop(k, None)
+    return data
+
+
+def _mean_over_processes(accelerator, stats: dict) -> dict:
+    """Float statistics (losses of each process's share) averaged over processes."""
+    if accelerator.num_processes == 1:
+        return stats
+    keys = [k for k, v in stats.items() if isinstance(v, float)]
+    if not keys:
+        return stats
+    local = torch.tensor([stats[k] for k in keys], dtype=torch.float64, device=accelerator.device)
+    mean = accelerator.reduce(local, reduction="mean").tolist()
+    return {**stats, **dict(zip(keys, mean, strict=True))}
+
+
+def _grad_norm(params, all_reduce_sum=lambda t: t) -> float:
     with torch.no_grad():
-        sq = sum(p.grad.float().pow(2).sum() for p in params if p.grad is not None)
-    return float(torch.as_tensor(sq).sqrt())
+        sq = sum((p.grad.double().pow(2).sum() for p in params if p.grad is not None),
+                 torch.zeros((), dtype=torch.float64))
+    return float(all_reduce_sum(sq.cpu()).sqrt())

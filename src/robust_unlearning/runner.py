@@ -3,6 +3,14 @@
 The output directory is written atomically: model (safetensors, merged or adapter), tokenizer,
 ``config.yaml`` (the resolved config), ``metrics.json`` (run metrics and, on world data, the world
 evaluation) and ``metrics.jsonl`` (one line per step). A failed run leaves nothing behind.
+
+Checkpoints (``train.checkpoint_every``) go to ``train.checkpoint_dir``, by default
+``<output_dir>.checkpoints`` next to the output: outside the atomic output's temporary directory,
+so they survive a crash; ``resume=True`` (``unlearn run CONFIG --resume``) continues from the newest.
+They are kept after a successful run (delete the directory when done with it).
+
+Under several processes (``torchrun`` / ``accelerate launch``) every process trains; only the main
+process writes the output directory.
 """
 
 from __future__ import annotations
@@ -49,22 +57,41 @@ def load_data(cfg: RunConfig) -> tuple[list[dict], list[dict] | None, WorldBundl
     return forget, retain, None
 
 
-def run_config(path: str | Path, overrides: list[str], log=print) -> Path:
+def run_config(path: str | Path, overrides: list[str], log=print, resume: bool = False) -> Path:
+    from accelerate import PartialState
+
     cfg = load_config(path, overrides)
+    out = Path(cfg.output_dir)
+    if cfg.train.checkpoint_every and not cfg.train.checkpoint_dir:
+        train = cfg.train.model_copy(update={"checkpoint_dir": str(out.parent / f"{out.name}.checkpoints")})
+        cfg = cfg.model_copy(update={"train": train})
+    if resume and not cfg.train.checkpoint_dir:
+        raise UnlearnError("--resume needs checkpoints: set train.checkpoint_every "
+                           "(and optionally train.checkpoint_dir)")
     forget, retain, bundle = load_data(cfg)
     model_name = cfg.model or (str(bundle.full_dir) if bundle else None)
     if model_name is None:
         raise UnlearnError("no model: set 'model' (a hub id or a local directory)")
     model, tokenizer = load_model(model_name, cfg.tokenizer, cfg.trust_remote_code, cfg.dtype)
-    out = Path(cfg.output_dir)
+    if resume:
+        from .checkpoint import latest
+
+        found = latest(cfg.train.checkpoint_dir)
+        log(f"resuming from {found}" if found else
+            f"no checkpoint in {cfg.train.checkpoint_dir}; starting from step 0")
+    if not PartialState().is_main_process:  # other processes train along and write nothing
+        unlearn(model, tokenizer, forget, retain, cfg, resume=resume)
+        return out
     with atomic_dir(out) as tmp:
-        result = unlearn(model, tokenizer, forget, retain, cfg, metrics_path=tmp / "metrics.jsonl")
+        result = unlearn(model, tokenizer, forget, retain, cfg, metrics_path=tmp / "metrics.jsonl",
+                         resume=resume)
         metrics = dict(result.metrics)
         if cfg.save != "none":
             result.parameterization.save(result.model, tokenizer, tmp, merged=cfg.save == "merged")
         if bundle is not None and cfg.evaluate:
             metrics["eval"] = evaluate(result.export(), tokenizer, bundle.world)
-            log(f"forget_acc={metrics['eval']['forget_acc']:.3f} retain_acc={metrics['eval']['retain_acc']:.3f}")
+            ev = metrics["eval"]
+            log(f"forget_acc={ev['forget_acc']:.3f} retain_acc={ev['retain_acc']:.3f}")
         (tmp / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
         write_json_atomic(tmp / "metrics.json", metrics)
     return out

@@ -36,8 +36,9 @@ Choices the paper leaves open, made here (all but 2 and 4 are options):
 
 Perturbations are exact and restorable (see :mod:`.perturb`): θ is saved once per step, restored
 by copy, and θτ is rebuilt from the saved θ by the same operation for every rule. Dot products and
-norms are global (summed over processes). Passes per micro-batch: 1 (ℓ_f at θ) + 1 if base_retain
-+ Σ_rules (2 for sap/gap, 1 for gpn/hws) + M.
+norms are global: every gradient goes through ``ctx.backward`` (under DDP: averaged over
+processes, so identical everywhere), and sums over parameters go through ``ctx.all_reduce_sum``.
+Passes per micro-batch: 1 (ℓ_f at θ) + 1 if base_retain + Σ_rules (2 for sap/gap, 1 for gpn/hws) + M.
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ from .perturb import (
     add_,
     add_to_grads,
     dot,
-    forget_grads,
     gaussian_,
     mean_with_,
     perturb_,
@@ -206,9 +206,12 @@ class StableUN(Strategy):
         """Move θτ (the current weights) by ``rule``; return the realised fraction of the move."""
         params = ctx.params
         if rule in ("sap", "gap"):
-            d = None
-            for _, gs in forget_grads(ctx, batches, scale=1.0 / len(batches)):
-                d = gs if d is None else [a.add_(b) for a, b in zip(d, gs, strict=True)]
+            # ∇ℓ_f(θτ) through ctx.backward (not autograd.grad), so that under DDP it is averaged over
+            # processes like every other gradient; the feedback accumulated so far is set aside
+            stash = take_grads(params)
+            accumulate_forget(ctx, 1.0, batches)
+            d = _dense(params, take_grads(params))
+            put_back(params, stash)
             norm = sq_norm(ctx, d) ** 0.5
             if rule == "sap":
                 alpha, requested = self.rho / (norm + TINY), (self.rho if norm > 0 else 0.0)
