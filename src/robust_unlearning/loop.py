@@ -12,9 +12,9 @@ last step ``strategy.finalize`` may replace the weights (weight averaging).
 Several processes (``accelerate launch`` / ``torchrun`` with DDP). N processes compute the update
 one process computes on the same *global* batch: ``train.batch_size`` is the global batch. The data
 comes from :class:`~.data.stream.BatchStream`, not from accelerate's prepared DataLoader: every
-process draws the same seeded global batch and keeps its slice (the equivalent of
-``Accelerator(split_batches=True)``, which is also set so that the scheduler steps once per
-optimizer step, not N times); DDP averages the gradients in every backward pass, so after each
+process draws the same seeded global batch and keeps its slice (what accelerate's
+``split_batches=True`` does; that is also set, through ``DataLoaderConfiguration``, so that the
+prepared scheduler steps once per optimizer step, not N times); DDP averages the gradients in every backward pass, so after each
 ``backward`` every process holds the gradient of the global batch. Hence the global quantities of
 the strategies (SAM's ‖g‖, StableUN's dot products and norms, realised perturbation fractions) are
 computed from identical, replicated tensors and agree on all processes; their ``all_reduce_sum`` is
@@ -74,7 +74,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
             metrics_path: Path | None = None, desc: str | None = None,
             resume: bool = False) -> UnlearnResult:
     from accelerate import Accelerator
-    from accelerate.utils import DistributedType, set_seed
+    from accelerate.utils import DataLoaderConfiguration, DistributedType, set_seed
     from transformers import get_scheduler
 
     tc = cfg.train
@@ -89,7 +89,10 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
         raise UnlearnError(f"objective {method.objective!r} needs retain data, and none was given")
     if tc.checkpoint_every and not tc.checkpoint_dir:
         raise UnlearnError("train.checkpoint_every needs train.checkpoint_dir")
-    accelerator = Accelerator(mixed_precision=tc.mixed_precision, split_batches=True)
+    # split_batches: the scheduler steps once per optimizer step (the Accelerator(split_batches=...)
+    # argument itself is ignored by accelerate 1.x; only the DataLoaderConfiguration counts)
+    accelerator = Accelerator(mixed_precision=tc.mixed_precision, cpu=cpu_only(),
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
     sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
     if sharded and method.strategy != "plain":
         raise UnlearnError(f"strategy {method.strategy!r} perturbs and reads the full gradient, which "
@@ -247,6 +250,13 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     if start_step:
         metrics["resumed_from_step"] = start_step
     return UnlearnResult(model, method, param, metrics, log)
+
+
+def cpu_only() -> bool:
+    """True without an accelerator: accelerate then needs ``cpu=True`` to run several processes
+    (torchrun on the CPU: gloo). Whatever creates accelerate's process state first must pass it."""
+    acc = getattr(torch, "accelerator", None)
+    return not (acc.is_available() if acc is not None else torch.cuda.is_available())
 
 
 def _fingerprint_config(cfg: RunConfig) -> dict:

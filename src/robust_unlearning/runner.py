@@ -23,7 +23,7 @@ from .config import RunConfig, load_config
 from .data.jsonl import read_jsonl
 from .errors import UnlearnError
 from .io import atomic_dir, load_model, write_json_atomic
-from .loop import unlearn
+from .loop import cpu_only, unlearn
 from .world.benchmark import evaluate, unlearning_data
 from .world.model import DEFAULT_SPEC, QUICK_SPEC, WorldBundle, build_world
 
@@ -79,7 +79,7 @@ def run_config(path: str | Path, overrides: list[str], log=print, resume: bool =
         found = latest(cfg.train.checkpoint_dir)
         log(f"resuming from {found}" if found else
             f"no checkpoint in {cfg.train.checkpoint_dir}; starting from step 0")
-    if not PartialState().is_main_process:  # other processes train along and write nothing
+    if not PartialState(cpu=cpu_only()).is_main_process:  # other processes train along and write nothing
         unlearn(model, tokenizer, forget, retain, cfg, resume=resume)
         return out
     with atomic_dir(out) as tmp:

@@ -1,0 +1,89 @@
+"""Two processes (torchrun, DDP over gloo on the CPU) give the update of one process on the same
+global batch, for the plain step, SAM (global gradient norm) and StableUN (global dot products and
+norms, seeded noise and rule draws, fresh feedback batches)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from robust_unlearning.runner import run_config
+from robust_unlearning.world.benchmark import unlearning_data
+
+# every process runs `unlearn run` on each config; only the main process writes the outputs
+WORKER = """
+import sys
+from robust_unlearning.runner import run_config
+for path in sys.argv[1:]:
+    run_config(path, [], log=lambda *_: None)
+"""
+
+CASES = {
+    "plain": ("graddiff", {}),
+    "sam": ("npo+sam", {"rho": 0.05}),
+    "stableun": ("graddiff+stableun", {"rules": ["sap", "gpn", "gap", "hws"], "T": 3, "M": 1, "rho": 1e-3,
+                                       "mu": 1e-2, "w": 3}),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, _tiny_model_init, tiny_tokenizer, tiny_world):
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not found")
+    root = tmp_path_factory.mktemp("ddp")
+    _tiny_model_init.save_pretrained(root / "model", safe_serialization=True)
+    tiny_tokenizer.save_pretrained(root / "model")
+    forget, retain = unlearning_data(tiny_world)
+    for name, records in (("forget", forget[:14]), ("retain", retain[:14])):
+        (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    configs = {}
+    for procs in (1, 2):
+        for case, (method, strategy) in CASES.items():
+            cfg = {
+                "model": str(root / "model"), "method": method, "strategy": strategy,
+                "data": {"forget": str(root / "forget.jsonl"), "retain": str(root / "retain.jsonl")},
+                # global batch 5: split 3 + 2 over two processes (weighted); 14 records end each
+                # epoch with a batch of 4 (2 + 2); StableUN's fresh batches cross the epoch boundary
+                "train": {"steps": 3, "batch_size": 5, "lr": 1e-3, "max_length": 48, "scheduler": "linear"},
+                "output_dir": str(root / f"{case}-{procs}"), "evaluate": False,
+            }
+            configs[case, procs] = root / f"{case}-{procs}.yaml"
+            configs[case, procs].write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ROBUST_UNLEARNING_QUIET": "1"}
+    proc = subprocess.run(
+        ["torchrun", "--standalone", "--nproc_per_node", "2", "--no-python", sys.executable, "-c", WORKER,
+         *[str(configs[c, 2]) for c in CASES]],
+        capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-5000:])
+    for case in CASES:  # the same configs in this one process
+        run_config(configs[case, 1], [], log=lambda *_: None)
+    return root
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_processes_match_one_process(case, runs):
+    one, two = (runs / f"{case}-{n}" for n in (1, 2))
+    w1, w2 = load_file(str(one / "model.safetensors")), load_file(str(two / "model.safetensors"))
+    w0 = load_file(str(runs / "model" / "model.safetensors"))
+    assert w1.keys() == w2.keys()
+    moved = max(float((w1[k] - w0[k]).abs().max()) for k in w1)
+    assert moved > 1e-4  # the three steps did change the weights
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], atol=1e-5, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
+    m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
+    assert (m1["processes"], m2["processes"]) == (1, 2)
+    assert m1["passes_per_step"] == m2["passes_per_step"]
+    l1, l2 = ([json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()] for d in (one, two))
+    for a, b in zip(l1, l2, strict=True):  # logged losses are the global batch's, not one process's
+        assert b["forget_loss"] == pytest.approx(a["forget_loss"], rel=1e-5)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+    assert not list(Path(runs).glob(f".{case}-2.tmp-*"))  # only the main process wrote an output
