@@ -14,12 +14,14 @@ one process computes on the same *global* batch: ``train.batch_size`` is the glo
 comes from :class:`~.data.stream.BatchStream`, not from accelerate's prepared DataLoader: every
 process draws the same seeded global batch and keeps its slice (what accelerate's
 ``split_batches=True`` does; that is also set, through ``DataLoaderConfiguration``, so that the
-prepared scheduler steps once per optimizer step, not N times); DDP averages the gradients in every backward pass, so after each
-``backward`` every process holds the gradient of the global batch. Hence the global quantities of
+prepared scheduler steps once per optimizer step, not N times); DDP averages the gradients in
+every backward pass, so after each ``backward`` every process holds the gradient of the global
+batch. Hence the global quantities of
 the strategies (SAM's ‖g‖, StableUN's dot products and norms, realised perturbation fractions) are
 computed from identical, replicated tensors and agree on all processes; their ``all_reduce_sum`` is
-the identity under DDP and a sum only where the parameters are sharded (FSDP, DeepSpeed: there
-only the plain strategy is supported). Noise (RS, StableUN's gpn) and rule draws come from
+the identity under DDP and a sum only where gradients are partitioned (DeepSpeed ZeRO: there only
+the plain strategy is supported, without checkpoints; FSDP is refused). Configs for
+``accelerate launch``: ``configs/accelerate/``. Noise (RS, StableUN's gpn) and rule draws come from
 generators seeded by (seed, step), never from the global RNG, so every process draws the same.
 Logged float statistics are averaged over processes; only the main process writes the metrics log
 and checkpoints.
@@ -93,11 +95,16 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     # argument itself is ignored by accelerate 1.x; only the DataLoaderConfiguration counts)
     accelerator = Accelerator(mixed_precision=tc.mixed_precision, cpu=cpu_only(),
                               dataloader_config=DataLoaderConfiguration(split_batches=True))
-    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    if accelerator.distributed_type == DistributedType.FSDP:
+        raise UnlearnError("FSDP is not supported yet (the strategies and the output writer need the "
+                           "gathered weights); use configs/accelerate/ddp.yaml or deepspeed_zero2.yaml")
+    sharded = accelerator.distributed_type == DistributedType.DEEPSPEED  # gradients partitioned
     if sharded and method.strategy != "plain":
-        raise UnlearnError(f"strategy {method.strategy!r} perturbs and reads the full gradient, which "
-                           f"{accelerator.distributed_type.value} shards; run it with DDP "
-                           "(configs/accelerate/ddp.yaml)")
+        raise UnlearnError(f"strategy {method.strategy!r} reads and perturbs along the full gradient, "
+                           "which DeepSpeed partitions; run it with DDP (configs/accelerate/ddp.yaml)")
+    if sharded and tc.checkpoint_every:
+        raise UnlearnError("train.checkpoint_every is not supported under DeepSpeed (partitioned "
+                           "optimizer state); use DDP")
     set_seed(tc.seed)
 
     # -- model, reference, trainable parameters -------------------------------------------------
@@ -138,8 +145,8 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
         return loss * batch.weight if loss is not None and getattr(batch, "weight", 1.0) != 1.0 else loss
 
     def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-        """Sum over processes of a quantity over the *local parameters*: only sharded parameters
-        (FSDP, DeepSpeed) need it; DDP replicates parameters and all-reduces gradients."""
+        """Sum over processes of a quantity over the *local* gradients: only partitioned gradients
+        (DeepSpeed) need it; DDP replicates parameters and all-reduces gradients."""
         return accelerator.reduce(t.to(accelerator.device), reduction="sum").cpu() if sharded else t
 
     # -- resume ------------------------------------------------------------------------------------
