@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from robust_unlearning.config import build_config
+from robust_unlearning.data.collate import Collator
 from robust_unlearning.errors import NonFiniteLossError, UnlearnError
 from robust_unlearning.loop import unlearn
 from robust_unlearning.objectives.base import OBJECTIVES, sequence_nll
-from robust_unlearning.data.collate import Collator
 from robust_unlearning.world.benchmark import unlearning_data
 
 
@@ -122,3 +122,109 @@ def test_unknown_components_list_the_known_ones():
     with pytest.raises(UnlearnError, match="unknown option.*beta"):
         unlearn(None, None, [{"text": "x"}], None,
                 build_config({"method": "ga", "objective": {"beta": 1}}))
+
+
+# -- memory: gradient checkpointing; mixed precision -------------------------------------------------
+
+def _layer_calls(model) -> list[int]:
+    calls = [0]
+    layer = next(m for n, m in model.named_modules() if n.endswith("layers.0.self_attn"))
+    layer.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+@pytest.mark.parametrize("method", ["graddiff+sam", "npo+plain+lora"])
+def test_gradient_checkpointing_recomputes_and_gives_the_same_update(method, tiny_model, tiny_tokenizer,
+                                                                     tiny_world):
+    import copy
+
+    forget, retain = unlearning_data(tiny_world)
+    base = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    results, calls = [], []
+    for on in (False, True):
+        model = copy.deepcopy(tiny_model)
+        calls.append(_layer_calls(model))
+        results.append(unlearn(model, tiny_tokenizer, forget, retain,
+                               _cfg(method, steps=2, gradient_checkpointing=on)))
+    off, on = results
+    enabled = [getattr(r.export(), "is_activation_checkpointing", None) for r in results]
+    if enabled[0] is None:  # transformers < 5
+        enabled = [r.export().is_gradient_checkpointing for r in results]
+    assert enabled == [False, True]
+    # the checkpointed layer runs again in every backward pass (the reference forwards run once)
+    assert calls[1][0] >= calls[0][0] + 2 * on.metrics["passes_per_step"], calls
+    for (k, a), b in zip(on.model.state_dict().items(), off.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
+    if "lora" in method:  # base weights bitwise untouched, with checkpointing too
+        for name, p in on.model.base_model.model.named_parameters():
+            if "lora_" not in name:
+                assert not p.requires_grad and torch.equal(p, base[name.replace(".base_layer", "")]), name
+
+
+def test_lora_reference_makes_no_copy_of_the_model(tiny_model, tiny_tokenizer, tiny_world, monkeypatch):
+    """The LoRA reference is the adapter-disabled model itself: no module is copied during a run
+    (full fine-tuning, for contrast, copies the model once for its reference)."""
+    import copy
+
+    copied = []
+    orig = copy.deepcopy
+
+    def spy(obj, *a, **kw):
+        if isinstance(obj, torch.nn.Module):
+            copied.append(type(obj).__name__)
+        return orig(obj, *a, **kw)
+
+    forget, retain = unlearning_data(tiny_world)
+    model = orig(tiny_model)
+    monkeypatch.setattr(copy, "deepcopy", spy)
+    unlearn(model, tiny_tokenizer, forget, retain, _cfg("npo+plain+lora", steps=1))
+    assert copied == []
+    unlearn(orig(tiny_model), tiny_tokenizer, forget, retain, _cfg("npo", steps=1))
+    assert copied == ["LlamaForCausalLM"]
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one process-wide state whose mixed precision cannot change; reset it around
+    a test that needs another one."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+@pytest.mark.parametrize("strategy", ["sam", "stableun"])
+def test_bf16_run_applies_and_undoes_tiny_perturbations(strategy, tiny_model, tiny_tokenizer, tiny_world,
+                                                        fresh_accelerate_state, monkeypatch):
+    """End to end with train.mixed_precision: bf16 on a bfloat16 model: the trainable weights become
+    float32 masters, the forward runs under bf16 autocast, a ρ = 1e-7 perturbation reaches the
+    weights the perturbed forward sees, and (lr = 0) the weights after the run are bitwise the
+    starting ones: every perturbation was undone exactly."""
+    from robust_unlearning.objectives.graddiff import GradDiff
+
+    forget, retain = unlearning_data(tiny_world)
+    model = tiny_model.to(torch.bfloat16)
+    start = [p.detach().float().clone() for p in model.parameters()]
+    seen, autocast = [], []
+    orig = GradDiff.forget_loss
+
+    def spy(self, m, batch, ref):
+        seen.append([p.detach().clone() for p in m.parameters()])
+        on = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        autocast.append(on)
+        return orig(self, m, batch, ref)
+
+    monkeypatch.setattr(GradDiff, "forget_loss", spy)
+    opts = {"rho": 1e-7} if strategy == "sam" else {"rules": ["sap", "gpn"], "T": 2, "M": 1, "rho": 1e-7}
+    cfg = build_config({"method": f"graddiff+{strategy}", "strategy": opts,
+                        "train": {"steps": 2, "batch_size": 4, "lr": 0.0, "mixed_precision": "bf16"}})
+    result = unlearn(model, tiny_tokenizer, forget, retain, cfg)
+    final = list(result.model.parameters())
+    assert all(p.dtype == torch.float32 for p in final)
+    assert all(autocast) and len(seen) >= 4
+    assert all(torch.equal(p.detach(), s) for p, s in zip(final, start, strict=True))
+    moved = [any(not torch.equal(a, b) for a, b in zip(snap, start, strict=True)) for snap in seen]
+    assert any(moved), "the 1e-7 perturbation rounded away"
+    realized = [e["perturb_realized"] for e in result.log]
+    assert min(realized) > 0.1, realized

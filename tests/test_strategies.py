@@ -400,8 +400,8 @@ def test_loop_grad_accum_matches_large_batch_for_sam(tiny_model, tiny_tokenizer,
 
 
 def test_bf16_weights_without_master_copies_are_refused_by_the_loop(tiny_model, tiny_tokenizer, tiny_world):
-    """(The bf16-with-fp32-master path is tested above at the strategy level: accelerate's state is
-    a process-wide singleton, so one test process cannot switch mixed precision on and off.)"""
+    """(The bf16-with-fp32-master path is tested above at the strategy level, and end to end through
+    the loop in test_loop.py::test_bf16_run_applies_and_undoes_tiny_perturbations.)"""
     forget, retain = unlearning_data(tiny_world)
     model = tiny_model.to(torch.bfloat16)
     with pytest.raises(UnlearnError, match="mixed_precision"):

@@ -16,10 +16,9 @@ process draws the same seeded global batch and keeps its slice (what accelerate'
 ``split_batches=True`` does; that is also set, through ``DataLoaderConfiguration``, so that the
 prepared scheduler steps once per optimizer step, not N times); DDP averages the gradients in
 every backward pass, so after each ``backward`` every process holds the gradient of the global
-batch. Hence the global quantities of
-the strategies (SAM's ‖g‖, StableUN's dot products and norms, realised perturbation fractions) are
-computed from identical, replicated tensors and agree on all processes; their ``all_reduce_sum`` is
-the identity under DDP and a sum only where gradients are partitioned (DeepSpeed ZeRO: there only
+batch. Hence the global quantities of the strategies (SAM's ‖g‖, StableUN's dot products and
+norms, realised perturbation fractions) are computed from identical, replicated tensors and agree
+on all processes; their ``all_reduce_sum`` is the identity under DDP and a sum only where gradients are partitioned (DeepSpeed ZeRO: there only
 the plain strategy is supported, without checkpoints; FSDP is refused). Configs for
 ``accelerate launch``: ``configs/accelerate/``. Noise (RS, StableUN's gpn) and rule draws come from
 generators seeded by (seed, step), never from the global RNG, so every process draws the same.
@@ -109,8 +108,12 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
 
     # -- model, reference, trainable parameters -------------------------------------------------
     objective.setup(model)
-    if tc.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if tc.gradient_checkpointing:  # on the base model, before any adapter wrapping
+        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.x
+        if enable is not None:
+            enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     model = param.prepare(model, objective)
     reference = param.reference(model) if objective.needs_reference else None
