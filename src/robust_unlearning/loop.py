@@ -14,16 +14,16 @@ one process computes on the same *global* batch: ``train.batch_size`` is the glo
 comes from :class:`~.data.stream.BatchStream`, not from accelerate's prepared DataLoader: every
 process draws the same seeded global batch and keeps its slice (what accelerate's
 ``split_batches=True`` does; that is also set, through ``DataLoaderConfiguration``, so that the
-prepared scheduler steps once per optimizer step, not N times); DDP averages the gradients in
-every backward pass, so after each ``backward`` every process holds the gradient of the global
-batch. Hence the global quantities of the strategies (SAM's ‖g‖, StableUN's dot products and
-norms, realised perturbation fractions) are computed from identical, replicated tensors and agree
-on all processes; their ``all_reduce_sum`` is the identity under DDP and a sum only where gradients are partitioned (DeepSpeed ZeRO: there only
-the plain strategy is supported, without checkpoints; FSDP is refused). Configs for
-``accelerate launch``: ``configs/accelerate/``. Noise (RS, StableUN's gpn) and rule draws come from
-generators seeded by (seed, step), never from the global RNG, so every process draws the same.
-Logged float statistics are averaged over processes; only the main process writes the metrics log
-and checkpoints.
+prepared scheduler steps once per optimizer step, not N times); DDP averages the gradients in every
+backward pass, so after each ``backward`` every process holds the gradient of the global batch.
+Hence the global quantities of the strategies (SAM's ‖g‖, StableUN's dot products and norms,
+realised perturbation fractions) are computed from identical, replicated tensors and agree on all
+processes; their ``all_reduce_sum`` is the identity under DDP and a sum only where gradients are
+partitioned (DeepSpeed ZeRO: there only the plain strategy is supported, without checkpoints; FSDP
+is refused). Configs for ``accelerate launch``: ``configs/accelerate/``. Noise (RS, StableUN's gpn)
+and rule draws come from generators seeded by (seed, step), never from the global RNG, so every
+process draws the same. Logged float statistics are averaged over processes; only the main process
+writes the metrics log and checkpoints.
 
 Checkpoints (``train.checkpoint_every``): the trainable weights, optimizer, scheduler, strategy
 state, RNG states and the data streams' positions (see :mod:`.checkpoint`); ``resume=True``
