@@ -46,6 +46,7 @@ class StepContext:
     gamma: float
     lr: float
     step: int
+    # sum over processes of a sum over the local gradients (identity where gradients are replicated)
     all_reduce_sum: Callable[[torch.Tensor], torch.Tensor] = lambda t: t
     passes: int = 0  # forward+backward passes run this step
     stats: dict = field(default_factory=dict)
@@ -89,10 +90,13 @@ class Strategy:
         """Called once after training; may replace the weights (weight averaging)."""
 
     def state_dict(self) -> dict:
+        """State carried from step to step (averages, iterate history), for checkpoints: nested
+        dicts/lists/tuples of tensors and JSON scalars. Stateless strategies (their randomness is
+        seeded by the step) return ``{}``."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        """Restore what :meth:`state_dict` returned (tensors already on the parameters' device)."""
 
 
 # -- helpers shared by strategies ------------------------------------------------------------------

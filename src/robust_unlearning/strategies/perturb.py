@@ -19,8 +19,12 @@ Rules every strategy here follows (REFERENCES.md §2.1 lists the defects they av
 * **Accumulate, never overwrite.** Whatever was in ``.grad`` when a strategy starts is stashed and
   added back at the end (:func:`take_grads` / :func:`put_back`); in the loop it is always empty,
   so this costs nothing there.
-* **Global reductions.** Squared norms and dot products are summed over the local parameters, then
-  through ``ctx.all_reduce_sum`` so that several processes agree on them.
+* **Global reductions.** Gradients come from ``ctx.backward`` (under DDP: averaged over processes
+  in every backward pass, so every process holds the global batch's gradient). Squared norms and
+  dot products are summed over the local parameters, then through ``ctx.all_reduce_sum`` (the
+  identity for replicated gradients, a sum over processes where they are partitioned), so that
+  several processes agree on them. Noise comes from generators seeded by (seed, step), never from
+  the global RNG.
 """
 
 from __future__ import annotations
