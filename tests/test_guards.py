@@ -584,12 +584,13 @@ def test_cli_run_bad_model_dir(tmp_path, model_dirs, name):
     _assert_clean_failure(cli.invoke(app, ["run", str(cfg)]), tmp_path / "runs" / "out", BAD_MODELS[name])
 
 
-def test_cli_run_unknown_method(tmp_path, model_dirs):
-    forget = tmp_path / "forget.jsonl"
-    forget.write_text('{"question": "Who?", "answer": "Ada."}\n')
-    cfg = _config(tmp_path, model=str(model_dirs["good"]), method="npo+sma", data={"forget": str(forget)})
+def test_cli_run_unknown_method(tmp_path, model_dirs, no_world):
+    """The known names are listed, and before any data or model is loaded (here: neither exists)."""
+    cfg = _config(tmp_path, method="npo+sma", data={"forget": str(tmp_path / "missing.jsonl")})
     line = _assert_clean_failure(cli.invoke(app, ["run", str(cfg)]), tmp_path / "runs" / "out")
     assert "'sma'" in line and "strategies:" in line and "sam" in line and "objectives:" in line
+    forget = tmp_path / "forget.jsonl"
+    forget.write_text('{"question": "Who?", "answer": "Ada."}\n')
     cfg = _config(tmp_path, model=str(model_dirs["good"]), method="forget-it", data={"forget": str(forget)})
     line = _assert_clean_failure(cli.invoke(app, ["run", str(cfg)]), tmp_path / "runs" / "out")
     assert "unknown objective 'forget-it'; known:" in line and "npo" in line

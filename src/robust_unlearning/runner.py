@@ -24,6 +24,7 @@ from .data.jsonl import read_jsonl
 from .errors import UnlearnError
 from .io import atomic_dir, load_model, write_json_atomic
 from .loop import cpu_only, unlearn
+from .method import parse_method
 from .world.benchmark import evaluate, unlearning_data
 from .world.model import DEFAULT_SPEC, QUICK_SPEC, WorldBundle, build_world
 
@@ -61,6 +62,7 @@ def run_config(path: str | Path, overrides: list[str], log=print, resume: bool =
     from accelerate import PartialState
 
     cfg = load_config(path, overrides)
+    parse_method(cfg.method)  # an unknown method fails before the data and the model are loaded
     out = Path(cfg.output_dir)
     if cfg.train.checkpoint_every and not cfg.train.checkpoint_dir:
         train = cfg.train.model_copy(update={"checkpoint_dir": str(out.parent / f"{out.name}.checkpoints")})
