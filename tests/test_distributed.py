@@ -19,12 +19,27 @@ from safetensors.torch import load_file
 from robust_unlearning.runner import run_config
 from robust_unlearning.world.benchmark import unlearning_data
 
-# every process runs `unlearn run` on each config; only the main process writes the outputs
+# every process runs `unlearn run` on each config; only the main process writes the outputs. Then a
+# NaN loss on process 1 only (its 2nd forget loss: step 1): every process must stop there, none hang.
 WORKER = """
 import sys
+from accelerate import PartialState
+from robust_unlearning.errors import NonFiniteLossError
+from robust_unlearning.objectives.graddiff import GradDiff
 from robust_unlearning.runner import run_config
-for path in sys.argv[1:]:
+*paths, nan_path = sys.argv[1:]
+for path in paths:
     run_config(path, [], log=lambda *_: None)
+orig, calls = GradDiff.forget_loss, [0]
+def nan_on_one(self, model, batch, ref):
+    loss = orig(self, model, batch, ref)
+    calls[0] += 1
+    return loss * float("nan") if calls[0] == 2 and PartialState().process_index == 1 else loss
+GradDiff.forget_loss = nan_on_one
+try:
+    run_config(nan_path, [], log=lambda *_: None)
+except NonFiniteLossError as exc:
+    print(f"process {PartialState().process_index} stopped: {exc}", flush=True)
 """
 
 CASES = {
@@ -58,19 +73,23 @@ def runs(tmp_path_factory, _tiny_model_init, tiny_tokenizer, tiny_world):
             }
             configs[case, procs] = root / f"{case}-{procs}.yaml"
             configs[case, procs].write_text(yaml.safe_dump(cfg))
+            if (case, procs) == ("plain", 1):
+                cfg["output_dir"] = str(root / "nan-2")
+                (root / "nan-2.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ROBUST_UNLEARNING_QUIET": "1"}
     proc = subprocess.run(
         ["torchrun", "--standalone", "--nproc_per_node", "2", "--no-python", sys.executable, "-c", WORKER,
-         *[str(configs[c, 2]) for c in CASES]],
+         *[str(configs[c, 2]) for c in CASES], str(configs["plain", 1]).replace("plain-1", "nan-2")],
         capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-5000:])
     for case in CASES:  # the same configs in this one process
         run_config(configs[case, 1], [], log=lambda *_: None)
-    return root
+    return root, proc.stdout
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_two_processes_match_one_process(case, runs):
+    runs, _ = runs
     one, two = (runs / f"{case}-{n}" for n in (1, 2))
     w1, w2 = load_file(str(one / "model.safetensors")), load_file(str(two / "model.safetensors"))
     w0 = load_file(str(runs / "model" / "model.safetensors"))
@@ -87,3 +106,10 @@ def test_two_processes_match_one_process(case, runs):
         assert b["forget_loss"] == pytest.approx(a["forget_loss"], rel=1e-5)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
     assert not list(Path(runs).glob(f".{case}-2.tmp-*"))  # only the main process wrote an output
+
+
+def test_a_non_finite_loss_on_one_process_stops_every_process(runs):
+    root, stdout = runs
+    for rank in (0, 1):
+        assert f"process {rank} stopped: non-finite loss at step 1" in stdout, stdout
+    assert not (root / "nan-2").exists()

@@ -152,6 +152,14 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
         (DeepSpeed) need it; DDP replicates parameters and all-reduces gradients."""
         return accelerator.reduce(t.to(accelerator.device), reduction="sum").cpu() if sharded else t
 
+    def all_finite(t: torch.Tensor) -> bool:
+        """Finite on every process: a non-finite loss on one stops all of them at the same pass (a
+        process that stopped alone would leave the others waiting in the gradient all-reduce)."""
+        bad = torch.tensor(0.0 if bool(torch.isfinite(t).all()) else 1.0, device=accelerator.device)
+        if accelerator.num_processes > 1:
+            bad = accelerator.reduce(bad, reduction="sum")
+        return float(bad) == 0.0
+
     # -- resume ------------------------------------------------------------------------------------
     log: list[dict] = []
     start_step, total_passes, elapsed_before = 0, 0, 0.0
@@ -174,6 +182,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
             retain_stream.load_state_dict(state["retain_stream"])
         ckpt.set_rng_state(state["rng"])
         log, total_passes, elapsed_before = state["log"], state["total_passes"], state["seconds"]
+        accelerator.wait_for_everyone()  # every process has read it before any writes the next
     elif tc.checkpoint_dir and tc.checkpoint_every and accelerator.is_main_process:
         ckpt.clear(tc.checkpoint_dir)  # a fresh run: old checkpoints would be resumed by mistake
 
@@ -211,7 +220,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
                 next_forget=lambda: next(forget_stream),
                 next_retain=lambda: next(retain_stream) if retain_stream else None,
                 gamma=tc.gamma, lr=scheduler.get_last_lr()[0], step=step,
-                all_reduce_sum=all_reduce_sum,
+                all_reduce_sum=all_reduce_sum, all_finite=all_finite,
             )
             strategy.compute(ctx)
             grad_norm = _grad_norm(params, all_reduce_sum)

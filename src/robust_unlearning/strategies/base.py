@@ -48,6 +48,8 @@ class StepContext:
     step: int
     # sum over processes of a sum over the local gradients (identity where gradients are replicated)
     all_reduce_sum: Callable[[torch.Tensor], torch.Tensor] = lambda t: t
+    # whether a loss is finite on *every* process (so that all stop at the same pass, none waits)
+    all_finite: Callable[[torch.Tensor], bool] = lambda t: bool(torch.isfinite(t).all())
     passes: int = 0  # forward+backward passes run this step
     stats: dict = field(default_factory=dict)
 
@@ -63,7 +65,7 @@ class StepContext:
         return self.retain_loss_fn(batch)
 
     def backward(self, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss.detach()).all():
+        if not self.all_finite(loss.detach()):
             from ..errors import NonFiniteLossError
 
             raise NonFiniteLossError("loss", self.step)

@@ -199,7 +199,7 @@ def forget_grads(ctx, batches: Sequence[dict], scale: float = 1.0, create_graph:
 
 
 def _check_finite(ctx, loss: torch.Tensor) -> None:
-    if not torch.isfinite(loss.detach()).all():
+    if not ctx.all_finite(loss.detach()):
         from ..errors import NonFiniteLossError
 
         raise NonFiniteLossError("loss", ctx.step)
