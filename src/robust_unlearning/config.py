@@ -43,7 +43,8 @@ class TrainConfig(_Strict):
     max_length: int = 256
     gradient_checkpointing: bool = False  # recompute activations in backward (less memory, ~1/3 slower)
     checkpoint_every: PositiveInt | None = None  # save a resumable checkpoint every N optimizer steps
-    checkpoint_dir: str | None = None  # default for `unlearn run`: <output_dir>.checkpoints
+    checkpoint_dir: str | None = None  # default for `unlearn run`: <output_dir>.checkpoints; a run
+    # without --resume clears the checkpoints it finds there
     keep_checkpoints: PositiveInt = 2  # the newest K checkpoints are kept
 
 
