@@ -1,6 +1,8 @@
 """Two processes (torchrun, DDP over gloo on the CPU) give the update of one process on the same
-global batch, for the plain step, SAM (global gradient norm) and StableUN (global dot products and
-norms, seeded noise and rule draws, fresh feedback batches)."""
+global batch, for the plain step, SAM (global gradient norm), StableUN (global dot products and
+norms, seeded noise and rule draws, fresh feedback batches), RS (seeded noise), and GP and CR
+(double backward: gradients from ``torch.autograd.grad``, which DDP does not average, are averaged
+through ``ctx.average_grads``; one micro-batch and an accumulation group of two)."""
 
 from __future__ import annotations
 
@@ -42,11 +44,16 @@ except NonFiniteLossError as exc:
     print(f"process {PartialState().process_index} stopped: {exc}", flush=True)
 """
 
-CASES = {
-    "plain": ("graddiff", {}),
-    "sam": ("npo+sam", {"rho": 0.05}),
+CASES = {  # case: (method, strategy options, train overrides)
+    "plain": ("graddiff", {}, {}),
+    "sam": ("npo+sam", {"rho": 0.05}, {}),
     "stableun": ("graddiff+stableun", {"rules": ["sap", "gpn", "gap", "hws"], "T": 3, "M": 1, "rho": 1e-3,
-                                       "mu": 1e-2, "w": 3}),
+                                       "mu": 1e-2, "w": 3}, {}),
+    "rs": ("graddiff+rs", {"sigma": 1e-3, "samples": 2}, {}),
+    "gp": ("graddiff+gp", {"coef": 0.5}, {}),
+    "gp-accum": ("npo+gp", {"coef": 0.5}, {"grad_accum": 2, "steps": 2}),
+    "cr": ("npo+cr", {"coef": 0.5, "h": 0.01}, {}),
+    "cr-accum": ("graddiff+cr", {"coef": 0.5, "h": 0.01}, {"grad_accum": 2, "steps": 2}),
 }
 
 
@@ -62,13 +69,14 @@ def runs(tmp_path_factory, _tiny_model_init, tiny_tokenizer, tiny_world):
         (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     configs = {}
     for procs in (1, 2):
-        for case, (method, strategy) in CASES.items():
+        for case, (method, strategy, train) in CASES.items():
             cfg = {
                 "model": str(root / "model"), "method": method, "strategy": strategy,
                 "data": {"forget": str(root / "forget.jsonl"), "retain": str(root / "retain.jsonl")},
                 # global batch 5: split 3 + 2 over two processes (weighted); 14 records end each
                 # epoch with a batch of 4 (2 + 2); StableUN's fresh batches cross the epoch boundary
-                "train": {"steps": 3, "batch_size": 5, "lr": 1e-3, "max_length": 48, "scheduler": "linear"},
+                "train": {"steps": 3, "batch_size": 5, "lr": 1e-3, "max_length": 48, "scheduler": "linear",
+                          **train},
                 "output_dir": str(root / f"{case}-{procs}"), "evaluate": False,
             }
             configs[case, procs] = root / f"{case}-{procs}.yaml"
@@ -95,7 +103,7 @@ def test_two_processes_match_one_process(case, runs):
     w0 = load_file(str(runs / "model" / "model.safetensors"))
     assert w1.keys() == w2.keys()
     moved = max(float((w1[k] - w0[k]).abs().max()) for k in w1)
-    assert moved > 1e-4  # the three steps did change the weights
+    assert moved > 1e-4  # the steps did change the weights
     for k in w1:
         torch.testing.assert_close(w2[k], w1[k], atol=1e-5, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
     m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (one, two))

@@ -20,9 +20,12 @@ Hence the global quantities of the strategies (SAM's ‖g‖, StableUN's dot pro
 realised perturbation fractions) are computed from identical, replicated tensors and agree on all
 processes; their ``all_reduce_sum`` is the identity under DDP and a sum only where gradients are
 partitioned (DeepSpeed ZeRO: there only the plain strategy is supported, without checkpoints; FSDP
-is refused). Configs for ``accelerate launch``: ``configs/accelerate/``. Noise (RS, StableUN's gpn)
-and rule draws come from generators seeded by (seed, step), never from the global RNG, so every
-process draws the same. Logged float statistics are averaged over processes; only the main process
+is refused). Gradients taken with ``torch.autograd.grad`` (gp, cr: double backward) bypass DDP's
+averaging; those strategies average them through ``ctx.average_grads`` (one all-reduce; the
+identity in one process) and send every contribution to the update through ``backward``.
+Configs for ``accelerate launch``: ``configs/accelerate/``. Noise (RS, StableUN's gpn) and rule
+draws come from generators seeded by (seed, step), never from the global RNG, so every process
+draws the same. Logged float statistics are averaged over processes; only the main process
 writes the metrics log and checkpoints.
 
 Checkpoints (``train.checkpoint_every``): the trainable weights, optimizer, scheduler, strategy
@@ -152,6 +155,22 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
         (DeepSpeed) need it; DDP replicates parameters and all-reduces gradients."""
         return accelerator.reduce(t.to(accelerator.device), reduction="sum").cpu() if sharded else t
 
+    def average_grads(ts: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Mean over processes of per-process gradients from ``torch.autograd.grad`` (gp, cr): DDP
+        averages only what ``backward`` accumulates into ``.grad``. One all-reduce per dtype; the
+        identity in one process (and under DeepSpeed, which refuses the strategies that call it)."""
+        if accelerator.num_processes == 1 or sharded:
+            return ts
+        out, by_dtype = list(ts), {}
+        for i, t in enumerate(ts):
+            by_dtype.setdefault(t.dtype, []).append(i)
+        for idx in by_dtype.values():
+            flat = torch.cat([ts[i].detach().reshape(-1) for i in idx])
+            flat = accelerator.reduce(flat, reduction="mean")
+            for i, piece in zip(idx, flat.split([ts[i].numel() for i in idx]), strict=True):
+                out[i] = piece.view_as(ts[i])
+        return out
+
     def all_finite(t: torch.Tensor) -> bool:
         """Finite on every process: a non-finite loss on one stops all of them at the same pass (a
         process that stopped alone would leave the others waiting in the gradient all-reduce)."""
@@ -220,7 +239,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
                 next_forget=lambda: next(forget_stream),
                 next_retain=lambda: next(retain_stream) if retain_stream else None,
                 gamma=tc.gamma, lr=scheduler.get_last_lr()[0], step=step,
-                all_reduce_sum=all_reduce_sum, all_finite=all_finite,
+                all_reduce_sum=all_reduce_sum, all_finite=all_finite, average_grads=average_grads,
             )
             strategy.compute(ctx)
             grad_norm = _grad_norm(params, all_reduce_sum)

@@ -50,6 +50,9 @@ class StepContext:
     all_reduce_sum: Callable[[torch.Tensor], torch.Tensor] = lambda t: t
     # whether a loss is finite on *every* process (so that all stop at the same pass, none waits)
     all_finite: Callable[[torch.Tensor], bool] = lambda t: bool(torch.isfinite(t).all())
+    # mean over processes of per-process gradients that did not come from ``backward`` (those of
+    # ``torch.autograd.grad``, which DDP does not average); the identity in one process
+    average_grads: Callable[[list[torch.Tensor]], list[torch.Tensor]] = lambda ts: ts
     passes: int = 0  # forward+backward passes run this step
     stats: dict = field(default_factory=dict)
 

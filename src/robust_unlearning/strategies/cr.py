@@ -14,7 +14,10 @@ Phases (each over the whole accumulation group, so the update equals the large-b
 2. perturb θ + hĝ (θ saved), g' there → d (one micro-batch: fused with 3);
 3. still at θ + hĝ: add λ·H(θ+hĝ)·d̂; restore θ by copy;
 4. at θ: add −λ·H(θ)·d̂; then γ∇ℓ_r(θ).
-Norms are global (summed over processes). A backward through a gradient graph counts two passes.
+Norms are global (summed over processes). Several processes: g' comes from ``torch.autograd.grad``
+(per process), so d is averaged through ``ctx.average_grads``; every contribution to the update
+goes through ``ctx.backward``, which DDP averages. A backward through a gradient graph counts two
+passes.
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ class CR(Strategy):
             add_(ctx.params, g, self.h / (gnorm + TINY))
             if n == 1:  # fused phases 2 and 3
                 (_, gs), = forget_grads(ctx, forget, create_graph=True)
-                d = [x.detach() - y for x, y in zip(gs, g, strict=True)]
+                # g' from autograd.grad is per process: average it (g is global already)
+                d = [x - y for x, y in zip(ctx.average_grads([x.detach() for x in gs]), g, strict=True)]
                 dnorm = sq_norm(ctx, d) ** 0.5
                 dhat = [x / (dnorm + TINY) for x in d]
                 ctx.backward(inner(gs, dhat) * self.coef)
@@ -71,6 +75,7 @@ class CR(Strategy):
                 for _, gs in forget_grads(ctx, forget, scale=1.0 / n):
                     for acc, x in zip(d, gs, strict=True):
                         acc.add_(x)
+                d = ctx.average_grads(d)  # −g is the same everywhere: the mean averages g' only
                 dnorm = sq_norm(ctx, d) ** 0.5
                 dhat = [x / (dnorm + TINY) for x in d]
                 self._hvp(ctx, forget, dhat, self.coef)

@@ -11,8 +11,10 @@ With one micro-batch the step is one forward, one ``create_graph`` backward and 
 ℓ_f + c⟨g, ĝ⟩ through both graphs. With several, the penalty is of the *group* gradient
 g = mean_i g_i: phase 1 computes g (plain backward), phase 2 adds (c/n)·H_i·ĝ per micro-batch, so
 the update equals the large-batch one. A backward through a gradient graph is counted as two
-passes. ‖g‖ is a global norm (summed over processes); the inner gradients come from
-``torch.autograd.grad`` and are per process.
+passes. Several processes: ĝ is the direction of the *global* gradient (with one micro-batch the
+``torch.autograd.grad`` result, per process, is averaged through ``ctx.average_grads``; with
+several, phase 1 runs through ``ctx.backward``, which DDP averages), and every contribution to the
+update goes through ``ctx.backward``, so DDP averages H_i·ĝ like any gradient.
 """
 
 from __future__ import annotations
@@ -57,8 +59,12 @@ class GP(Strategy):
             gs = torch.autograd.grad(loss, ctx.params, create_graph=True, allow_unused=True)
             gs = [g if g is not None else torch.zeros_like(p) for g, p in zip(gs, ctx.params, strict=True)]
             count(ctx, 1)
-            norm = sq_norm(ctx, gs) ** 0.5
-            ghat = [g.detach() / (norm + TINY) for g in gs]
+            # the direction ĝ is the global gradient's (autograd.grad is per process); the backward
+            # of ⟨g_local, ĝ⟩ below is then averaged by DDP into H·ĝ of the global batch
+            g = ctx.average_grads([x.detach() for x in gs])
+            norm = sq_norm(ctx, g) ** 0.5
+            ghat = [x / (norm + TINY) for x in g]
+            del g
             ctx.backward(loss + self.coef * inner(gs, ghat))
             count(ctx, 1)  # the backward ran through the gradient graph too
             ctx.stats["forget_loss"] = loss.item()
