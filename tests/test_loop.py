@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -228,3 +229,61 @@ def test_bf16_run_applies_and_undoes_tiny_perturbations(strategy, tiny_model, ti
     assert any(moved), "the 1e-7 perturbation rounded away"
     realized = [e["perturb_realized"] for e in result.log]
     assert min(realized) > 0.1, realized
+
+
+FP16_CASES = [("plain", {}, 2.0 ** 16), ("sam", {"rho": 0.05}, 2.0 ** 16), ("sam", {"rho": 0.05}, 2.0 ** 126),
+              ("gp", {"coef": 0.5}, 2.0 ** 16),
+              ("stableun", {"rules": ["sap", "gap"], "T": 2, "M": 1, "rho": 1e-3, "mu": 1e-2}, 2.0 ** 126)]
+
+
+@pytest.mark.parametrize("strategy,opts,init_scale", FP16_CASES,
+                         ids=[f"{c[0]}-{'overflow' if c[2] > 2.0 ** 100 else 'scaled'}" for c in FP16_CASES])
+def test_fp16_loss_scaling_is_invisible_to_the_strategies(strategy, opts, init_scale, tiny_model,
+                                                          tiny_tokenizer, tiny_world, fresh_accelerate_state,
+                                                          monkeypatch):
+    """train.mixed_precision: fp16 on an accelerator multiplies every loss by accelerate's GradScaler
+    scale S. The strategies must see the true gradients (SAM's ‖g‖, StableUN's dot products), and
+    accelerate's clip and optimizer step must unscale exactly once. accelerate gives no scaler on the
+    CPU, so one is put in here (a real torch GradScaler, autocast left off so the numbers are fp32):
+    the run must then equal the unscaled run (S is a power of two: scaling and unscaling are exact).
+    S = 2^126 overflows the first backward: the step is recomputed at smaller scales on the same
+    batches (StableUN's fresh feedback batches included), with the same result."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import AutocastKwargs
+
+    forget, retain = unlearning_data(tiny_world)
+
+    def run(precision):
+        AcceleratorState._reset_state(True)
+        cfg = build_config({"method": f"graddiff+{strategy}", "strategy": opts,
+                            "train": {"steps": 2, "batch_size": 4, "lr": 1e-3, "max_grad_norm": 1.0,
+                                      "mixed_precision": precision}})
+        return unlearn(copy.deepcopy(tiny_model), tiny_tokenizer, forget, retain, cfg)
+
+    ref = run("no")
+    scalers = []
+    orig_init = Accelerator.__init__
+
+    def with_scaler(self, *args, **kwargs):
+        orig_init(self, *args, **kwargs)
+        assert self.scaler is None  # accelerate on the CPU: fp16 is a no-op
+        self.native_amp = True  # what accelerate sets with a GPU: clip and step unscale
+        self.autocast_handler = AutocastKwargs(enabled=False)
+        self.scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+        scalers.append(self.scaler)
+
+    monkeypatch.setattr(Accelerator, "__init__", with_scaler)
+    got = run("fp16")
+    assert len(scalers) == 1
+    for a, b in zip(ref.log, got.log, strict=True):
+        for key in ("forget_loss", "grad_norm", "forget_grad_norm", "grad_penalty", "cos_fr"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-12), (key, a[key], b[key])
+    for (n, p), q in zip(ref.model.named_parameters(), got.model.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=0, atol=1e-7, msg=lambda m, n=n: f"{n}: {m}")
+    if init_scale > 2.0 ** 100:
+        assert scalers[0].get_scale() < init_scale
+        assert got.metrics["passes_per_step"] > ref.metrics["passes_per_step"]
+    else:
+        assert got.metrics["passes_per_step"] == ref.metrics["passes_per_step"]

@@ -28,6 +28,11 @@ draws come from generators seeded by (seed, step), never from the global RNG, so
 draws the same. Logged float statistics are averaged over processes; only the main process
 writes the metrics log and checkpoints.
 
+Mixed precision fp16 (on an accelerator; accelerate ignores fp16 on the CPU): accelerate's GradScaler
+scales every loss by S. Each backward's contribution is divided by S as it arrives, so strategies
+and logs see true gradients; an overflow redoes the step at S/2 on the same batches; the update is
+multiplied by S again before accelerate's clip and optimizer step, which unscale it exactly once.
+
 Checkpoints (``train.checkpoint_every``): the trainable weights, optimizer, scheduler, strategy
 state, RNG states and the data streams' positions (see :mod:`.checkpoint`); ``resume=True``
 continues from the newest one bit-identically. A fresh run (``resume=False``) clears the directory's
@@ -174,10 +179,22 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     def all_finite(t: torch.Tensor) -> bool:
         """Finite on every process: a non-finite loss on one stops all of them at the same pass (a
         process that stopped alone would leave the others waiting in the gradient all-reduce)."""
-        bad = torch.tensor(0.0 if bool(torch.isfinite(t).all()) else 1.0, device=accelerator.device)
+        return all_finite_any(bool(torch.isfinite(t).all()))
+
+    def all_finite_any(local_ok: bool) -> bool:
+        bad = torch.tensor(0.0 if local_ok else 1.0, device=accelerator.device)
         if accelerator.num_processes > 1:
             bad = accelerator.reduce(bad, reduction="sum")
         return float(bad) == 0.0
+
+    # fp16 on an accelerator: accelerate's GradScaler multiplies every loss by its scale S before
+    # backward (accelerate ignores fp16 on the CPU: no scaler, no autocast). The strategies must see
+    # true gradients, so each backward's contribution is divided by S (a power of two: exact) as it
+    # arrives; an overflow retries the step at S/2. Before clipping and the optimizer step the update
+    # is multiplied by S again, so accelerate's clip and scaler.step unscale it exactly once.
+    scaler = accelerator.scaler
+    backward_fn = (accelerator.backward if scaler is None
+                   else _unscaling_backward(accelerator.backward, scaler, params, all_finite_any))
 
     # -- resume ------------------------------------------------------------------------------------
     log: list[dict] = []
@@ -200,6 +217,8 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
         if retain_stream is not None:
             retain_stream.load_state_dict(state["retain_stream"])
         ckpt.set_rng_state(state["rng"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         log, total_passes, elapsed_before = state["log"], state["total_passes"], state["seconds"]
         accelerator.wait_for_everyone()  # every process has read it before any writes the next
     elif tc.checkpoint_dir and tc.checkpoint_every and accelerator.is_main_process:
@@ -213,6 +232,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
                 "strategy": strategy.state_dict(), "forget_stream": forget_stream.state_dict(),
                 "retain_stream": retain_stream.state_dict() if retain_stream is not None else None,
                 "rng": ckpt.rng_state(), "log": log, "total_passes": total_passes,
+                "scaler": scaler.state_dict() if scaler is not None else None,
                 "seconds": elapsed_before + time.perf_counter() - start,
             }
             path = ckpt.save(tc.checkpoint_dir, done, {n: p for n, p in named}, state,
@@ -232,19 +252,33 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
         for step in range(start_step, steps):
             micro = [MicroBatch(next(forget_stream), next(retain_stream) if retain_stream else None)
                      for _ in range(tc.grad_accum)]
-            optimizer.zero_grad(set_to_none=True)
-            ctx = StepContext(
-                model=model, params=params, micro=micro, forget_loss_fn=forget_loss,
-                retain_loss_fn=retain_loss, backward_fn=accelerator.backward,
-                next_forget=lambda: next(forget_stream),
-                next_retain=lambda: next(retain_stream) if retain_stream else None,
-                gamma=tc.gamma, lr=scheduler.get_last_lr()[0], step=step,
-                all_reduce_sum=all_reduce_sum, all_finite=all_finite, average_grads=average_grads,
-            )
-            strategy.compute(ctx)
+            streams = [s for s in (forget_stream, retain_stream) if s is not None]
+            positions = [s.state_dict() for s in streams]  # a redone step redraws the same batches
+            while True:
+                optimizer.zero_grad(set_to_none=True)
+                ctx = StepContext(
+                    model=model, params=params, micro=micro, forget_loss_fn=forget_loss,
+                    retain_loss_fn=retain_loss, backward_fn=backward_fn,
+                    next_forget=lambda: next(forget_stream),
+                    next_retain=lambda: next(retain_stream) if retain_stream else None,
+                    gamma=tc.gamma, lr=scheduler.get_last_lr()[0], step=step,
+                    all_reduce_sum=all_reduce_sum, all_finite=all_finite, average_grads=average_grads,
+                )
+                try:
+                    strategy.compute(ctx)  # perturbations are undone even when it raises
+                    break
+                except _GradOverflow:  # fp16 only: the scaled gradient overflowed; retry at S/2
+                    total_passes += ctx.passes
+                    if scaler.get_scale() <= 1.0:
+                        raise NonFiniteLossError("gradient", step) from None
+                    scaler.update(scaler.get_scale() * scaler.get_backoff_factor())
+                    for stream, pos in zip(streams, positions, strict=True):
+                        stream.load_state_dict(pos)
             grad_norm = _grad_norm(params, all_reduce_sum)
             if not math.isfinite(grad_norm):
                 raise NonFiniteLossError("gradient", step)
+            if scaler is not None:  # hand accelerate the scaled update it unscales once (clip / step)
+                _scale_grads(params, scaler.get_scale())
             if tc.max_grad_norm:
                 accelerator.clip_grad_norm_(params, tc.max_grad_norm)
             optimizer.step()
@@ -288,6 +322,45 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     if start_step:
         metrics["resumed_from_step"] = start_step
     return UnlearnResult(model, method, param, metrics, log)
+
+
+class _GradOverflow(Exception):
+    """A loss-scaled (fp16) backward overflowed: the step is recomputed at a smaller scale."""
+
+
+@torch.no_grad()
+def _scale_grads(params, factor: float) -> None:
+    for p in params:
+        if p.grad is not None:
+            p.grad.mul_(factor)
+
+
+def _unscaling_backward(backward, scaler, params, all_finite_any):
+    """``backward`` (which multiplies the loss by the GradScaler's scale S) made to *add the true
+    gradient* to ``.grad``: the gradients accumulated so far are set aside, the new ones divided by
+    S (a power of two: exact), then the set-aside ones added back. Raises :class:`_GradOverflow`
+    (on every process together) when the scaled gradient overflowed."""
+
+    def run(loss: torch.Tensor) -> None:
+        inv = 1.0 / scaler.get_scale()
+        stash = [p.grad for p in params]
+        for p in params:
+            p.grad = None
+        backward(loss)
+        finite = torch.ones((), dtype=torch.bool)
+        with torch.no_grad():
+            for p, old in zip(params, stash, strict=True):
+                if p.grad is not None:
+                    p.grad.mul_(inv)
+                    finite = finite & torch.isfinite(p.grad).all().cpu()
+                    if old is not None:
+                        p.grad.add_(old)
+                elif old is not None:
+                    p.grad = old
+        if not all_finite_any(bool(finite)):
+            raise _GradOverflow
+
+    return run
 
 
 def cpu_only() -> bool:

@@ -72,8 +72,10 @@ class StepContext:
             from ..errors import NonFiniteLossError
 
             raise NonFiniteLossError("loss", self.step)
-        self.backward_fn(loss)
-        self.passes += 1
+        try:
+            self.backward_fn(loss)
+        finally:  # a pass that ran counts, also when it overflowed (fp16) and the step is redone
+            self.passes += 1
 
 
 class Strategy:
