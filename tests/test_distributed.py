@@ -2,7 +2,9 @@
 global batch, for the plain step, SAM (global gradient norm), StableUN (global dot products and
 norms, seeded noise and rule draws, fresh feedback batches), RS (seeded noise), and GP and CR
 (double backward: gradients from ``torch.autograd.grad``, which DDP does not average, are averaged
-through ``ctx.average_grads``; one micro-batch and an accumulation group of two)."""
+through ``ctx.average_grads``; one micro-batch and an accumulation group of two). plain, sam and
+stableun also under FSDP2 (accelerate's fully_shard over gloo; sharded weights and gradients, the
+full state dict gathered for the output), in the same torchrun launch."""
 
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ from accelerate import PartialState
 from robust_unlearning.errors import NonFiniteLossError
 from robust_unlearning.objectives.graddiff import GradDiff
 from robust_unlearning.runner import run_config
-*paths, nan_path = sys.argv[1:]
+sep = sys.argv.index("--fsdp")
+*paths, nan_path = sys.argv[1:sep]
 for path in paths:
     run_config(path, [], log=lambda *_: None)
 orig, calls = GradDiff.forget_loss, [0]
@@ -42,6 +45,25 @@ try:
     run_config(nan_path, [], log=lambda *_: None)
 except NonFiniteLossError as exc:
     print(f"process {PartialState().process_index} stopped: {exc}", flush=True)
+GradDiff.forget_loss = orig
+# FSDP2: accelerate resolves FSDP to DDP on the CPU (its FSDP branch is for accelerators only), so
+# the state is set to FSDP2 by hand; accelerate's own FSDP2 code then runs (fully_shard over gloo)
+from accelerate.state import AcceleratorState
+from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+state = AcceleratorState()
+state.distributed_type = PartialState().distributed_type = DistributedType.FSDP
+state.fsdp_plugin = FullyShardedDataParallelPlugin(
+    fsdp_version=2, auto_wrap_policy="transformer_based_wrap", state_dict_type="FULL_STATE_DICT",
+    reshard_after_forward=True)
+import robust_unlearning.loop as loop
+gather = loop._gathered_model
+def spy(model, cls, main):  # the trained parameters were sharded DTensors
+    kind = type(next(model.parameters())).__name__
+    print(f"process {PartialState().process_index} gathers {kind}", flush=True)
+    return gather(model, cls, main)
+loop._gathered_model = spy
+for path in sys.argv[sep + 1:]:
+    run_config(path, [], log=lambda *_: None)
 """
 
 CASES = {  # case: (method, strategy options, train overrides)
@@ -55,6 +77,7 @@ CASES = {  # case: (method, strategy options, train overrides)
     "cr": ("npo+cr", {"coef": 0.5, "h": 0.01}, {}),
     "cr-accum": ("graddiff+cr", {"coef": 0.5, "h": 0.01}, {"grad_accum": 2, "steps": 2}),
 }
+FSDP_CASES = ["plain", "sam", "stableun"]  # also run under FSDP2 (sharded weights and gradients)
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +107,15 @@ def runs(tmp_path_factory, _tiny_model_init, tiny_tokenizer, tiny_world):
             if (case, procs) == ("plain", 1):
                 cfg["output_dir"] = str(root / "nan-2")
                 (root / "nan-2.yaml").write_text(yaml.safe_dump(cfg))
+            if procs == 2 and case in FSDP_CASES:
+                cfg["output_dir"] = str(root / f"{case}-fsdp")
+                configs[case, "fsdp"] = root / f"{case}-fsdp.yaml"
+                configs[case, "fsdp"].write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ROBUST_UNLEARNING_QUIET": "1"}
     proc = subprocess.run(
         ["torchrun", "--standalone", "--nproc_per_node", "2", "--no-python", sys.executable, "-c", WORKER,
-         *[str(configs[c, 2]) for c in CASES], str(configs["plain", 1]).replace("plain-1", "nan-2")],
+         *[str(configs[c, 2]) for c in CASES], str(configs["plain", 1]).replace("plain-1", "nan-2"),
+         "--fsdp", *[str(configs[c, "fsdp"]) for c in FSDP_CASES]],
         capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-5000:])
     for case in CASES:  # the same configs in this one process
@@ -95,10 +123,12 @@ def runs(tmp_path_factory, _tiny_model_init, tiny_tokenizer, tiny_world):
     return root, proc.stdout
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(CASES) + [f"{c}-fsdp" for c in FSDP_CASES])
 def test_two_processes_match_one_process(case, runs):
+    """DDP (and, for -fsdp, FSDP2: the output is gathered on the main process) over 2 processes."""
     runs, _ = runs
-    one, two = (runs / f"{case}-{n}" for n in (1, 2))
+    base = case.removesuffix("-fsdp")
+    one, two = runs / f"{base}-1", runs / (case if case.endswith("-fsdp") else f"{case}-2")
     w1, w2 = load_file(str(one / "model.safetensors")), load_file(str(two / "model.safetensors"))
     w0 = load_file(str(runs / "model" / "model.safetensors"))
     assert w1.keys() == w2.keys()
@@ -113,7 +143,13 @@ def test_two_processes_match_one_process(case, runs):
     for a, b in zip(l1, l2, strict=True):  # logged losses are the global batch's, not one process's
         assert b["forget_loss"] == pytest.approx(a["forget_loss"], rel=1e-5)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
-    assert not list(Path(runs).glob(f".{case}-2.tmp-*"))  # only the main process wrote an output
+    assert not list(Path(runs).glob(f".{two.name}.tmp-*"))  # only the main process wrote an output
+
+
+def test_fsdp_runs_were_sharded(runs):
+    _, stdout = runs
+    for rank in (0, 1):
+        assert stdout.count(f"process {rank} gathers DTensor") == len(FSDP_CASES), stdout
 
 
 def test_a_non_finite_loss_on_one_process_stops_every_process(runs):
@@ -121,3 +157,23 @@ def test_a_non_finite_loss_on_one_process_stops_every_process(runs):
     for rank in (0, 1):
         assert f"process {rank} stopped: non-finite loss at step 1" in stdout, stdout
     assert not (root / "nan-2").exists()
+
+
+@pytest.mark.parametrize("fsdp2,method,train,match", [
+    (False, "graddiff", {}, "fsdp_version: 2"),
+    (True, "graddiff+gp", {}, "strategy 'gp' is not supported under FSDP"),
+    (True, "graddiff+sam+lora", {}, "parameterization 'lora' is not supported under FSDP"),
+    (True, "graddiff+stableun", {"checkpoint_every": 1}, "checkpoint_every is not supported under FSDP"),
+])
+def test_fsdp_refuses_what_it_does_not_support(fsdp2, method, train, match):
+    from types import SimpleNamespace
+
+    from robust_unlearning.config import build_config
+    from robust_unlearning.errors import UnlearnError
+    from robust_unlearning.loop import _check_fsdp
+    from robust_unlearning.method import parse_method
+
+    cfg = build_config({"method": method, "train": train})
+    with pytest.raises(UnlearnError, match=match):
+        _check_fsdp(SimpleNamespace(is_fsdp2=fsdp2), parse_method(cfg.method), cfg.train)
+    _check_fsdp(SimpleNamespace(is_fsdp2=True), parse_method("npo+sam"), build_config({}).train)

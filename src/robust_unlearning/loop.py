@@ -19,10 +19,12 @@ backward pass, so after each ``backward`` every process holds the gradient of th
 Hence the global quantities of the strategies (SAM's ‖g‖, StableUN's dot products and norms,
 realised perturbation fractions) are computed from identical, replicated tensors and agree on all
 processes; their ``all_reduce_sum`` is the identity under DDP and a sum only where gradients are
-partitioned (DeepSpeed ZeRO: there only the plain strategy is supported, without checkpoints; FSDP
-is refused). Gradients taken with ``torch.autograd.grad`` (gp, cr: double backward) bypass DDP's
-averaging; those strategies average them through ``ctx.average_grads`` (one all-reduce; the
-identity in one process) and send every contribution to the update through ``backward``.
+partitioned (DeepSpeed ZeRO: there only the plain strategy is supported, without checkpoints;
+FSDP2: plain, sam and stableun on full weights, without checkpoints, local sums over the parameter
+shards, the full state dict gathered at the end for the main process's output). Gradients taken
+with ``torch.autograd.grad`` (gp, cr: double backward) bypass DDP's averaging; those strategies
+average them through ``ctx.average_grads`` (one all-reduce; the identity in one process) and send
+every contribution to the update through ``backward``.
 Configs for ``accelerate launch``: ``configs/accelerate/``. Noise (RS, StableUN's gpn) and rule
 draws come from generators seeded by (seed, step), never from the global RNG, so every process
 draws the same. Logged float statistics are averaged over processes; only the main process
@@ -102,14 +104,15 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     # argument itself is ignored by accelerate 1.x; only the DataLoaderConfiguration counts)
     accelerator = Accelerator(mixed_precision=tc.mixed_precision, cpu=cpu_only(),
                               dataloader_config=DataLoaderConfiguration(split_batches=True))
-    if accelerator.distributed_type == DistributedType.FSDP:
-        raise UnlearnError("FSDP is not supported yet (the strategies and the output writer need the "
-                           "gathered weights); use configs/accelerate/ddp.yaml or deepspeed_zero2.yaml")
-    sharded = accelerator.distributed_type == DistributedType.DEEPSPEED  # gradients partitioned
-    if sharded and method.strategy != "plain":
+    fsdp = accelerator.distributed_type == DistributedType.FSDP
+    if fsdp:
+        _check_fsdp(accelerator, method, tc)
+    deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
+    sharded = deepspeed or fsdp  # gradients partitioned: global sums are sums over processes
+    if deepspeed and method.strategy != "plain":
         raise UnlearnError(f"strategy {method.strategy!r} reads and perturbs along the full gradient, "
                            "which DeepSpeed partitions; run it with DDP (configs/accelerate/ddp.yaml)")
-    if sharded and tc.checkpoint_every:
+    if deepspeed and tc.checkpoint_every:
         raise UnlearnError("train.checkpoint_every is not supported under DeepSpeed (partitioned "
                            "optimizer state); use DDP")
     set_seed(tc.seed)
@@ -143,7 +146,12 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = get_scheduler(tc.scheduler, optimizer, num_warmup_steps=tc.warmup_steps,
                               num_training_steps=steps)
+    plain_cls = type(model)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if fsdp:  # fully_shard replaced the parameters by sharded (DTensor) ones
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        params = [p for _, p in named]
+        strategy.setup(params)
 
     def forget_loss(batch):
         with accelerator.autocast():
@@ -310,6 +318,8 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     strategy.finalize(params)
     elapsed = elapsed_before + time.perf_counter() - start
     model = accelerator.unwrap_model(model)
+    if fsdp:  # the main process gets a plain model holding the gathered weights (what it writes)
+        model = _gathered_model(model, plain_cls, accelerator.is_main_process)
     model.eval()
     metrics = {
         "method": method.name, "steps": steps, "seconds": round(elapsed, 3),
@@ -363,6 +373,58 @@ def _unscaling_backward(backward, scaler, params, all_finite_any):
     return run
 
 
+FSDP_STRATEGIES = ("plain", "sam", "stableun")
+
+
+def _check_fsdp(accelerator, method: Method, tc) -> None:
+    """What the loop supports under FSDP (tested with 2 processes against 1): FSDP2, full weights,
+    the strategies whose global sums go through ``all_reduce_sum``, no checkpoints."""
+    if not accelerator.is_fsdp2:
+        raise UnlearnError("FSDP1 (fsdp_version: 1) flattens the parameters, which the strategies read "
+                           "one by one; set fsdp_version: 2 (configs/accelerate/fsdp.yaml)")
+    if method.strategy not in FSDP_STRATEGIES:
+        raise UnlearnError(f"strategy {method.strategy!r} is not supported under FSDP (supported: "
+                           f"{', '.join(FSDP_STRATEGIES)}); run it with DDP (configs/accelerate/ddp.yaml)")
+    if method.parameterization != "full":
+        raise UnlearnError(f"parameterization {method.parameterization!r} is not supported under FSDP "
+                           "(full weights only); run it with DDP (configs/accelerate/ddp.yaml)")
+    if tc.checkpoint_every:
+        raise UnlearnError("train.checkpoint_every is not supported under FSDP (sharded weights and "
+                           "optimizer state); use DDP")
+
+
+def _gathered_model(model, plain_cls, is_main: bool):
+    """After FSDP2 training: every process takes part in gathering the full state dict (on the main
+    process, on the CPU); the main process returns a plain (unsharded) model of the original class
+    built on the meta device and given the gathered weights, the buffers and the tensor attributes
+    of the trained one. Other processes return the sharded model (they write nothing)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if not is_main:
+        return model
+    with torch.device("meta"):
+        plain = plain_cls(model.config)
+    plain.load_state_dict(full, assign=True, strict=False)
+    trained = dict(model.named_modules())
+    for name, mod in plain.named_modules():
+        src = trained[name]
+        for key, buf in list(mod._buffers.items()):
+            if buf is not None:
+                mod._buffers[key] = src._buffers[key].detach().to("cpu", copy=True)
+        for key, val in list(vars(mod).items()):
+            if isinstance(val, torch.Tensor) and val.is_meta:
+                setattr(mod, key, getattr(src, key).detach().to("cpu", copy=True))
+    if getattr(plain.config, "tie_word_embeddings", False):
+        plain.tie_weights()
+    requires = {n: p.requires_grad for n, p in model.named_parameters()}
+    for n, p in plain.named_parameters():
+        if p.is_meta:
+            raise UnlearnError(f"FSDP: the gathered state dict has no weights for {n}")
+        p.requires_grad_(requires.get(n, False))
+    return plain
+
+
 def cpu_only() -> bool:
     """True without an accelerator: accelerate then needs ``cpu=True`` to run several processes
     (torchrun on the CPU: gloo). Whatever creates accelerate's process state first must pass it."""
@@ -392,7 +454,9 @@ def _mean_over_processes(accelerator, stats: dict) -> dict:
 
 
 def _grad_norm(params, all_reduce_sum=lambda t: t) -> float:
+    from .strategies.perturb import local
+
     with torch.no_grad():
-        sq = sum((p.grad.double().pow(2).sum() for p in params if p.grad is not None),
+        sq = sum((local(p.grad).double().pow(2).sum() for p in params if p.grad is not None),
                  torch.zeros((), dtype=torch.float64))
     return float(all_reduce_sum(sq.cpu()).sqrt())

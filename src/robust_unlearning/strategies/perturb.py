@@ -22,8 +22,9 @@ Rules every strategy here follows (REFERENCES.md §2.1 lists the defects they av
 * **Global reductions.** Gradients come from ``ctx.backward`` (under DDP: averaged over processes
   in every backward pass, so every process holds the global batch's gradient). Squared norms and
   dot products are summed over the local parameters, then through ``ctx.all_reduce_sum`` (the
-  identity for replicated gradients, a sum over processes where they are partitioned), so that
-  several processes agree on them. Noise comes from generators seeded by (seed, step), never from
+  identity for replicated gradients, a sum over processes where they are partitioned: DeepSpeed,
+  FSDP2, whose DTensor shards enter the sums through :func:`local`), so that several processes
+  agree on them. Noise comes from generators seeded by (seed, step), never from
   the global RNG.
 """
 
@@ -66,6 +67,25 @@ class Snapshot:
 
 
 
+# -- sharded parameters (FSDP2: DTensor shards) -----------------------------------------------------
+
+def local(t: torch.Tensor) -> torch.Tensor:
+    """This process's part of ``t``: the local shard of a DTensor (FSDP2), else ``t`` itself. Sums
+    over local parts go through ``ctx.all_reduce_sum``, which adds the shards' sums."""
+    to_local = getattr(t, "to_local", None)
+    return to_local() if to_local is not None else t
+
+
+def shard_like(p: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+    """``full`` (the same on every process) laid out like ``p``: its local shard where ``p`` is a
+    DTensor, no communication; else ``full`` itself."""
+    if getattr(p, "device_mesh", None) is None:
+        return full
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(full, p.device_mesh, p.placements, src_data_rank=None)
+
+
 # -- tensor lists ----------------------------------------------------------------------------------
 
 def grads_of(params: Sequence[torch.nn.Parameter]) -> list[torch.Tensor]:
@@ -106,15 +126,16 @@ def add_to_grads(params: Sequence[torch.nn.Parameter], tensors: Iterable[torch.T
 
 def sq_norm(ctx, tensors: Iterable[torch.Tensor]) -> float:
     """Global Σ t² (float64, summed over processes)."""
-    local = sum((t.detach().double().pow(2).sum() for t in tensors), torch.zeros((), dtype=torch.float64))
-    return float(ctx.all_reduce_sum(local))
+    part = sum((local(t.detach()).double().pow(2).sum() for t in tensors),
+               torch.zeros((), dtype=torch.float64))
+    return float(ctx.all_reduce_sum(part))
 
 
 def dot(ctx, a: Iterable[torch.Tensor], b: Iterable[torch.Tensor]) -> float:
     """Global Σ a·b (float64, summed over processes)."""
-    local = sum(((x.detach().double() * y.detach().double()).sum() for x, y in zip(a, b, strict=True)),
-                torch.zeros((), dtype=torch.float64))
-    return float(ctx.all_reduce_sum(local))
+    part = sum(((local(x.detach()).double() * local(y.detach()).double()).sum()
+                for x, y in zip(a, b, strict=True)), torch.zeros((), dtype=torch.float64))
+    return float(ctx.all_reduce_sum(part))
 
 
 @torch.no_grad()
@@ -133,7 +154,7 @@ def perturb_(ctx, params: Sequence[torch.nn.Parameter], direction: Iterable[torc
     for p, d in zip(params, direction, strict=True):
         old = p.detach().clone()  # one parameter at a time: no model-sized buffer
         p.data.add_(d.to(p.dtype), alpha=alpha)
-        sq += (p.detach().double() - old.double()).pow(2).sum()
+        sq += (local(p.detach()).double() - local(old).double()).pow(2).sum()
     if requested_norm <= 0:
         return 0.0
     return float(ctx.all_reduce_sum(sq)) ** 0.5 / requested_norm
@@ -151,10 +172,11 @@ def gaussian_(ctx, params: Sequence[torch.nn.Parameter], sigma: float, seed: int
         if g is None:
             g = gens[p.device] = torch.Generator(device=p.device).manual_seed(seed)
         noise = torch.randn(p.shape, generator=g, device=p.device, dtype=torch.float32).mul_(sigma)
+        noise = shard_like(p, noise)  # the full noise on every process, each keeps its shard
         old = p.detach().clone()
         p.data.add_(noise.to(p.dtype))
-        sq_req += noise.double().pow(2).sum()
-        sq_got += (p.detach().double() - old.double()).pow(2).sum()
+        sq_req += local(noise).double().pow(2).sum()
+        sq_got += (local(p.detach()).double() - local(old).double()).pow(2).sum()
     req = float(ctx.all_reduce_sum(sq_req)) ** 0.5
     return float(ctx.all_reduce_sum(sq_got)) ** 0.5 / req if req > 0 else 0.0
 
