@@ -351,6 +351,8 @@ def _unscaling_backward(backward, scaler, params, all_finite_any):
     S (a power of two: exact), then the set-aside ones added back. Raises :class:`_GradOverflow`
     (on every process together) when the scaled gradient overflowed."""
 
+    from .strategies.perturb import local
+
     def run(loss: torch.Tensor) -> None:
         inv = 1.0 / scaler.get_scale()
         stash = [p.grad for p in params]
@@ -362,7 +364,7 @@ def _unscaling_backward(backward, scaler, params, all_finite_any):
             for p, old in zip(params, stash, strict=True):
                 if p.grad is not None:
                     p.grad.mul_(inv)
-                    finite = finite & torch.isfinite(p.grad).all().cpu()
+                    finite = finite & torch.isfinite(local(p.grad)).all().cpu()  # FSDP2: its shard
                     if old is not None:
                         p.grad.add_(old)
                 elif old is not None:
