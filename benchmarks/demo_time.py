@@ -3,7 +3,7 @@ model are built) and warm (cached models), default and ``--quick``.
 
 Goals (issue "Core"): cold within 5 minutes on two cores, warm within 2, ``--quick`` within 1.
 
-    python benchmarks/demo_time.py [--quick-only] [--skip-cold]
+    python benchmarks/demo_time.py [--quick-only | --default-only] [--skip-cold]
 
 Each measurement runs the real command line in a subprocess (``unlearn demo [--quick]``, default
 methods, one seed) with a fresh cache directory for the cold run; the figures are printed and
@@ -40,11 +40,12 @@ def timed(args: list[str], cache: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick-only", action="store_true")
+    ap.add_argument("--default-only", action="store_true")
     ap.add_argument("--skip-cold", action="store_true")
     args = ap.parse_args()
     rows = {}
     for name, extra in (("quick", ["--quick"]), ("default", [])):
-        if name == "default" and args.quick_only:
+        if (name == "default" and args.quick_only) or (name == "quick" and args.default_only):
             continue
         with tempfile.TemporaryDirectory() as cache:
             if not args.skip_cold:

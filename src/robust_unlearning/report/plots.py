@@ -32,8 +32,8 @@ def png_bytes(fig) -> bytes:
 def _colors():
     from matplotlib import colormaps
 
-    cmap = colormaps["tab10"]
-    return [cmap(i % 10) for i in range(64)]
+    cmap = colormaps["tab20"]  # 20 distinct colours: demos compare a dozen methods and more
+    return [cmap((2 * i) % 20 + (i // 10) % 2) for i in range(64)]
 
 
 def curve_figure(title: str, panels: list[dict]):
@@ -70,7 +70,11 @@ def curve_figure(title: str, panels: list[dict]):
         ax.set_xlabel(p["xlabel"])
         ax.set_ylabel(p["ylabel"])
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="best")
+    n = sum(len(p["series"]) for p in panels[:1]) + 2
+    if n > 8:  # many methods: one legend beside the panels instead of over the first one
+        axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    else:
+        axes[0].legend(fontsize=7, loc="best")
     fig.suptitle(title)
     return fig
 
