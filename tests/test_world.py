@@ -54,7 +54,7 @@ def test_batched_logprobs_match_one_at_a_time(tiny_model, tiny_tokenizer, tiny_w
     prompts = [f.prompt for f in items]
     conts = [f.answer for f in items]
     batched, counts = sequence_logprobs(tiny_model, tiny_tokenizer, prompts, conts, batch_size=4)
-    for i, (p, c) in enumerate(zip(prompts, conts)):
+    for i, (p, c) in enumerate(zip(prompts, conts, strict=True)):
         one, n = sequence_logprobs(tiny_model, tiny_tokenizer, [p], [c])
         assert torch.allclose(one, batched[i:i + 1], atol=1e-4)
         assert n.item() == counts[i].item()

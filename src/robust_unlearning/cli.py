@@ -18,7 +18,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import typer
 
@@ -52,10 +52,10 @@ def demo(
     attacks: str = typer.Option("relearn", help="Attacks/diagnostics per model: relearn (always) plus any of "
                                 "quantize, jailbreak, incontext, sharpness, landscape."),
     benchmark: str = typer.Option("world", help="world, or tofu, muse-news, muse-books, wmdp (+ --model)."),
-    model: Optional[str] = typer.Option(None, help="Standard benchmarks: the model to unlearn."),
-    data: Optional[Path] = typer.Option(None, help="Standard benchmarks: local data (default: the hub)."),
-    split: Optional[str] = typer.Option(None, help="Standard benchmarks: tofu forget10, wmdp bio,cyber, ..."),
-    recipe_file: Optional[Path] = typer.Option(None, "--recipe", help="Standard benchmarks: method recipe."),
+    model: str | None = typer.Option(None, help="Standard benchmarks: the model to unlearn."),
+    data: Path | None = typer.Option(None, help="Standard benchmarks: local data (default: the hub)."),
+    split: str | None = typer.Option(None, help="Standard benchmarks: tofu forget10, wmdp bio,cyber, ..."),
+    recipe_file: Path | None = typer.Option(None, "--recipe", help="Standard benchmarks: method recipe."),
 ):
     """Build the world, unlearn with several methods, attack them, and compare with the gold model."""
     from .attacks.relearn import RelearnConfig
@@ -102,7 +102,7 @@ def demo(
 
 @app.command()
 def run(config: Path = typer.Argument(..., help="YAML config of the experiment."),
-        overrides: Optional[List[str]] = typer.Argument(None, help="key.sub=value overrides."),
+        overrides: List[str] | None = typer.Argument(None, help="key.sub=value overrides."),
         resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint "
                                     "(train.checkpoint_every) of an interrupted run of this config.")):
     """Unlearn a model on forget/retain data (or a named benchmark) and save it.
@@ -123,17 +123,17 @@ def eval_cmd(model: Path = typer.Option(..., help="A saved model directory."),
              benchmark: str = typer.Option(
                  "world", help="world, world-quick, tofu, muse-news, muse-books or wmdp."),
              generation: bool = typer.Option(False, help="World: also score greedy exact match."),
-             data: Optional[Path] = typer.Option(
+             data: Path | None = typer.Option(
                  None, help="Local benchmark data: a file or a directory (default: the hub)."),
-             split: Optional[str] = typer.Option(
+             split: str | None = typer.Option(
                  None, help="tofu: forget01/05/10; wmdp: bio, cyber or bio,cyber."),
-             reference: Optional[str] = typer.Option(
+             reference: str | None = typer.Option(
                  None, help="tofu: the retain-only model's directory or its saved report (forget quality); "
                             "muse: the retrain model's directory or its Min-K AUC (PrivLeak)."),
-             limit: Optional[int] = typer.Option(None, help="At most this many examples per evaluation set."),
-             option: Optional[List[str]] = typer.Option(
+             limit: int | None = typer.Option(None, help="At most this many examples per evaluation set."),
+             option: List[str] | None = typer.Option(
                  None, "--option", "-o", help="Further benchmark option key=value (repeatable)."),
-             out: Optional[Path] = typer.Option(None, help="Write the metrics JSON (every metric) here.")):
+             out: Path | None = typer.Option(None, help="Write the metrics JSON (every metric) here.")):
     """Score a saved model on a benchmark; print the summary, write every metric to --out."""
     from .benchmarks import build_benchmark
     from .config import parse_overrides
@@ -168,9 +168,10 @@ def attack_relearn(
     lr: float = typer.Option(1e-3, help="AdamW learning rate of the attacker."),
     seeds: str = typer.Option("0,1,2", help="Draws of the relearn set (a count or a list)."),
     form: str = typer.Option("qa", help="Relearn on 'qa' pairs or 'bio' sentences."),
-    lora_rank: int = typer.Option(0, help="Relearn through LoRA adapters of this rank (0: full fine-tuning)."),
+    lora_rank: int = typer.Option(
+        0, help="Relearn through LoRA adapters of this rank (0: full fine-tuning)."),
     gold: bool = typer.Option(True, help="Attack the gold model too (the floor)."),
-    out: Optional[Path] = typer.Option(None, help="Write the results JSON here."),
+    out: Path | None = typer.Option(None, help="Write the results JSON here."),
 ):
     """Fine-tune on a few forget samples and measure how much forgotten knowledge comes back."""
     from .attacks.relearn import RelearnConfig, relearn_attack, summarize
@@ -211,7 +212,8 @@ def attack_relearn(
         for r in result["relearn"]:
             gap = f"  gap {r['gap']:+.3f}" if "gap" in r else ""
             typer.echo(f"{r['samples']:>4} samples × {r['steps']:>3} steps: forget_acc "
-                       f"{r['forget_acc']:.3f} ± {r['forget_acc_std']:.3f}  retain_acc {r['retain_acc']:.3f}{gap}")
+                       f"{r['forget_acc']:.3f} ± {r['forget_acc_std']:.3f}  "
+                       f"retain_acc {r['retain_acc']:.3f}{gap}")
     except UnlearnError as exc:
         _fail(exc)
 

@@ -143,7 +143,8 @@ def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     head.append(f"gap @ {k}×{s}")
     rows = []
     for r in results["summary"]:
-        cells = [r["method"], _pm(r["forget_acc"], r["forget_acc_std"]), _pm(r["retain_acc"], r["retain_acc_std"])]
+        cells = [r["method"], _pm(r["forget_acc"], r["forget_acc_std"]),
+                 _pm(r["retain_acc"], r["retain_acc_std"])]
         cells += [_pm(b["forget_acc"], b["forget_acc_std"]) for b in r["budgets"]]
         last = r["budgets"][-1]
         cells.append(_pm(last["gap"], last["gap_std"]) if "gap" in last else "-")
@@ -154,7 +155,7 @@ def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
 def render_table(results: dict) -> str:
     head, rows = table_rows(results)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
 
 

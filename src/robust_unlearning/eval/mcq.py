@@ -31,7 +31,7 @@ def sequence_logprobs(model, tokenizer, prompts: Sequence[str], continuations: S
                       batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed log P(continuation | prompt) and the continuation token count, one per pair."""
     enc = []
-    for p, c in zip(prompts, continuations):
+    for p, c in zip(prompts, continuations, strict=True):
         pi = _bos(tokenizer) + tokenizer(p, add_special_tokens=False)["input_ids"]
         ci = tokenizer(c, add_special_tokens=False)["input_ids"]
         enc.append(Encoded(pi + ci, [IGNORE] * len(pi) + ci))
@@ -102,7 +102,7 @@ def exact_match(model, tokenizer, items, max_new_tokens: int = 8, batch_size: in
                              max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
                              eos_token_id=tokenizer.eos_token_id)
         texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-        for it, text in zip(chunk, texts):
+        for it, text in zip(chunk, texts, strict=True):
             words = text.strip().split()
             hits += bool(words) and words[0].rstrip(".") == it.value
     model.train(was_training)

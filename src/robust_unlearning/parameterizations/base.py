@@ -15,7 +15,7 @@ import torch
 from ..reference import Reference
 from ..registry import Registry
 
-PARAMETERIZATIONS: Registry["Parameterization"] = Registry(
+PARAMETERIZATIONS: Registry[Parameterization] = Registry(
     "parameterization",
     modules=tuple(f"robust_unlearning.parameterizations.{m}" for m in ("full", "lora", "bounded_lora")),
 )

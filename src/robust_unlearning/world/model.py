@@ -154,7 +154,8 @@ def _target_loss(model, batch: dict) -> torch.Tensor:
     """Causal-LM loss with the output layer applied only at target positions: a QA pair has a
     couple of answer tokens and a dozen prompt tokens, and the vocabulary projection dominates the
     cost of such a small model."""
-    hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    out = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    hidden = out.last_hidden_state
     target = batch["labels"][:, 1:]
     keep = target != -100
     logits = model.lm_head(hidden[:, :-1][keep])
@@ -201,7 +202,8 @@ def build_world(spec: WorldSpec = DEFAULT_SPEC, force: bool = False) -> WorldBun
     world = generate_world(spec.world)
     root = cache_root() / f"world-{spec.key()}"
     full_dir, gold_dir = root / "full", root / "gold"
-    if force or not (full_dir / "model.safetensors").exists() or not (gold_dir / "model.safetensors").exists():
+    cached = (full_dir / "model.safetensors").exists() and (gold_dir / "model.safetensors").exists()
+    if force or not cached:
         torch.manual_seed(spec.pretrain.seed)
         tokenizer = train_tokenizer(world, spec.model.vocab_size)
         eval_full = {"forget": world.forget_eval, "retain": world.retain_eval}
