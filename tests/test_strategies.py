@@ -16,6 +16,7 @@ from robust_unlearning.errors import UnlearnError
 from robust_unlearning.loop import unlearn
 from robust_unlearning.objectives.base import OBJECTIVES
 from robust_unlearning.strategies.base import STRATEGIES, MicroBatch, StepContext
+from robust_unlearning.strategies.stableun import DEFAULT_M
 from robust_unlearning.world.benchmark import unlearning_data
 
 ROBUST = ["sam", "rs", "gp", "cr", "wa", "stableun"]
@@ -132,8 +133,7 @@ def test_strategies_accumulate_into_existing_grad():
     for name in ROBUST:
         w, batches, fn = _toy([[0, 1, 2, 3]])
         ctx = toy_ctx([w], fn, forget=batches, next_forget=lambda b=batches: b[0])
-        opts = {"M": 0} if name == "stableun" else {}
-        strat = STRATEGIES.build(name, opts)
+        strat = STRATEGIES.build(name, {})
         strat.setup([w])
         strat.compute(ctx)
         alone = w.grad.clone()
@@ -165,12 +165,26 @@ def test_stableun_projection_is_one_sided():
         assert ctx.passes == 2 + 3 + 3
 
 
-def test_stableun_needs_retain_or_m0():
+def test_stableun_m_defaults_to_off_without_retain_and_explicit_m_needs_retain():
     w, batches, fn = _toy([[0, 1, 2, 3]])
-    strat = STRATEGIES.build("stableun", {})
+    strat = STRATEGIES.build("stableun", {"M": 2})
     strat.setup([w])
     with pytest.raises(UnlearnError, match="M: 0"):
         strat.compute(toy_ctx([w], fn, forget=batches))
+    # unset M: no retain loss (GA) -> remembering feedback off, no retain pass is run
+    strat = STRATEGIES.build("stableun", {"rules": ["gpn"], "T": 1})
+    strat.setup([w])
+    ctx = toy_ctx([w], fn, forget=batches, next_forget=lambda b=batches: b[0])
+    strat.compute(ctx)
+    assert ctx.passes == 1 + 1 and ctx.stats["feedback_retain"] is None
+    # unset M with a retain loss: DEFAULT_M retain batches
+    w2 = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    ctx = toy_ctx([w2], lambda _: w2.sum(), lambda _: (w2 * w2).sum(), retain=[{}], gamma=1.0,
+                  next_retain=lambda: {}, next_forget=lambda: {})
+    strat = STRATEGIES.build("stableun", {"rules": ["gpn"], "T": 1})
+    strat.setup([w2])
+    strat.compute(ctx)
+    assert ctx.passes == 2 + 1 + DEFAULT_M
 
 
 @pytest.mark.parametrize("opts,match", [
@@ -374,9 +388,8 @@ def test_every_strategy_runs_in_the_loop_and_counts_passes(strategy, tiny_model,
 def test_strategies_compose_with_every_objective(objective, tiny_model, tiny_tokenizer, tiny_world):
     forget, retain = unlearning_data(tiny_world)
     for strategy in ("sam", "gp", "stableun"):
-        opts = {"M": 0} if (strategy == "stableun" and objective == "ga") else {}
         model = copy.deepcopy(tiny_model)
-        cfg = _cfg(f"{objective}+{strategy}", opts, steps=1)
+        cfg = _cfg(f"{objective}+{strategy}", steps=1)  # defaults: ga+stableun has no retain feedback
         result = unlearn(model, tiny_tokenizer, forget, retain, cfg)
         assert math.isfinite(result.log[-1]["forget_loss"]), (objective, strategy)
         changed = any(not torch.equal(a, b) for a, b in

@@ -31,8 +31,9 @@ Choices the paper leaves open, made here (all but 2 and 4 are options):
 6. ``gpn`` uses ρ as the noise standard deviation (the paper's "N(0, ρ²I)").
 7. Every feedback "batch" is as large as the step's accumulation group (one fresh micro-batch per
    accumulation slot, averaged), so gradient accumulation gives the large-batch update.
-8. ``M`` = 0 turns remembering feedback off (needed for objectives without retain data, such as
-   GA: with M > 0 and no retain loss the run stops with an error rather than silently dropping it).
+8. ``M`` = 0 turns remembering feedback off. Left unset, M is 5 for objectives with a retain loss
+   and 0 for those without (GA), so every ``objective+stableun`` runs with its defaults; an explicit
+   M > 0 with no retain loss stops the run with an error rather than silently dropping it.
 
 Perturbations are exact and restorable (see :mod:`.perturb`): θ is saved once per step, restored
 by copy, and θτ is rebuilt from the saved θ by the same operation for every rule. Dot products and
@@ -67,6 +68,7 @@ from .perturb import (
 )
 
 RULES = ("sap", "gpn", "gap", "hws")
+DEFAULT_M = 5
 
 
 def _dense(params, grads) -> list[torch.Tensor]:
@@ -78,7 +80,7 @@ def _dense(params, grads) -> list[torch.Tensor]:
 class StableUN(Strategy):
     rules: list[str] = field(default_factory=lambda: list(RULES))
     T: int = 2
-    M: int = 5
+    M: int | None = None  # None: DEFAULT_M with a retain loss, 0 without (choice 8)
     rho: float = 1e-7
     mu: float = 1e-7
     w: int = 5
@@ -93,7 +95,7 @@ class StableUN(Strategy):
         bad = [r for r in self.rules if r not in RULES]
         if bad:
             raise ValueError(f"unknown rule(s) {', '.join(bad)}; known: {', '.join(RULES)}")
-        if self.T < 0 or self.M < 0:
+        if self.T < 0 or (self.M is not None and self.M < 0):
             raise ValueError(f"T and M must be >= 0, got T={self.T}, M={self.M}")
         if self.T > 0 and not self.rules:
             raise ValueError("T > 0 needs a non-empty rule pool")
@@ -169,14 +171,16 @@ class StableUN(Strategy):
 
             # 3. remembering feedback at θτ
             fb2 = []
-            if self.M:
+            m = self.M if self.M is not None else (DEFAULT_M if ctx.has_retain else 0)
+            if m:
                 goto_tau()
-                for _ in range(self.M):
+                for _ in range(m):
                     batches = [ctx.next_retain() for _ in range(n)]
                     if any(b is None for b in batches):
                         raise UnlearnError("stableun's remembering feedback needs a retain loss and retain "
-                                           "data; this objective has none: set strategy.M: 0")
-                    fb2.append(accumulate_retain(ctx, 1.0 / self.M, batches))
+                                           "data; this objective has none: set strategy.M: 0 (or leave "
+                                           "it unset)")
+                    fb2.append(accumulate_retain(ctx, 1.0 / m, batches))
             g_fb2 = _dense(params, take_grads(params))
             ctx.stats["feedback_retain"] = sum(fb2) / len(fb2) if fb2 else None
         finally:
