@@ -222,3 +222,32 @@ def test_save_load_round_trip_adapter_and_merged(name, _tiny_model_init, tiny_to
     torch.testing.assert_close(_logits(loaded, batch), expected, atol=1e-5, rtol=1e-5)
     # export merged into a copy: the trained adapter model still computes the same thing
     torch.testing.assert_close(_logits(result.model, batch), expected)
+
+
+@pytest.mark.parametrize("name", ["lora", "bounded-lora"])
+def test_load_model_takes_an_adapter_directory(name, _tiny_model_init, tiny_tokenizer, tiny_world, tmp_path):
+    """`unlearn eval/attack --model RUN` work on a run saved with ``save: adapter``: the base named in
+    adapter_config.json is loaded and the adapter merged in."""
+    _tiny_model_init.save_pretrained(tmp_path / "base")
+    tiny_tokenizer.save_pretrained(tmp_path / "base")
+    base, tok = load_model(tmp_path / "base")
+    forget, retain = unlearning_data(tiny_world)
+    result = unlearn(base, tok, forget, retain, _cfg(f"graddiff+{name}", steps=3))
+    result.parameterization.save(result.model, tok, tmp_path / "adapter", merged=False)
+    batch = Collator(tok)(forget[:6])
+    loaded, loaded_tok = load_model(tmp_path / "adapter")
+    assert type(loaded).__name__ == "LlamaForCausalLM"  # adapters merged away
+    torch.testing.assert_close(_logits(loaded, batch), _logits(result.model, batch), atol=1e-4, rtol=1e-4)
+    assert loaded_tok.get_vocab() == tok.get_vocab()
+
+    cfg_file = tmp_path / "adapter" / "adapter_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg_file.write_text(json.dumps({**cfg, "base_model_name_or_path": str(tmp_path / "gone")}))
+    with pytest.raises(UnlearnError, match="model directory not found"):
+        load_model(tmp_path / "adapter")
+    cfg_file.write_text(json.dumps({**cfg, "base_model_name_or_path": None}))
+    with pytest.raises(UnlearnError, match="names no 'base_model_name_or_path'"):
+        load_model(tmp_path / "adapter")
+    cfg_file.write_text("{not json")
+    with pytest.raises(UnlearnError, match="adapter_config.json is not valid JSON"):
+        load_model(tmp_path / "adapter")

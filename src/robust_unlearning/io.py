@@ -128,7 +128,26 @@ def check_model_path(name: str | Path) -> str:
                                "(pickled weights are not loaded)")
     except OSError as exc:  # e.g. a directory without read permission
         raise UnlearnError(f"cannot read model directory {local}: {exc.strerror or exc}") from exc
-    return str(local)
+    return str(local.resolve())  # absolute, so an adapter saved from it names a base that loads anywhere
+
+
+def adapter_base(name: str | Path) -> str | None:
+    """The base model of a saved peft adapter directory (``adapter_config.json`` and no
+    ``config.json``, as ``unlearn run`` writes with ``save: adapter``); ``None`` for anything else."""
+    local = Path(str(name)).expanduser()
+    cfg_file = local / "adapter_config.json"
+    if not local.is_dir() or not cfg_file.is_file() or (local / "config.json").is_file():
+        return None
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise UnlearnError(f"cannot load the adapter in {local}: {cfg_file} is not valid JSON "
+                           f"({_first_line(exc)})") from exc
+    base = cfg.get("base_model_name_or_path") if isinstance(cfg, dict) else None
+    if not isinstance(base, str) or not base:
+        raise UnlearnError(f"cannot load the adapter in {local}: {cfg_file} names no "
+                           "'base_model_name_or_path'")
+    return base
 
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -160,6 +179,9 @@ def load_model(name: str | Path, tokenizer: str | Path | None = None, trust_remo
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    base = adapter_base(name)
+    if base is not None:
+        return _load_merged_adapter(Path(str(name)).expanduser(), base, tokenizer, trust_remote_code, dtype)
     name = check_model_path(name)
     if dtype not in _DTYPES:
         raise UnlearnError(f"unknown dtype {dtype!r}; known: {', '.join(_DTYPES)}")
@@ -191,4 +213,19 @@ def load_model(name: str | Path, tokenizer: str | Path | None = None, trust_remo
                            f"{_tokenizer_problem(Path(tok_name)) or _first_line(exc)}") from exc
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token  # padding is masked by position, never by id (collate.py)
+    return model, tok
+
+
+def _load_merged_adapter(local: Path, base: str, tokenizer, trust_remote_code: bool, dtype: str):
+    """An adapter directory: its base model with the adapter (LoRA or bounded LoRA) merged in."""
+    from .parameterizations.bounded_lora import load_adapter
+
+    if tokenizer is None and any((local / f).is_file() for f in _TOKENIZER_FILES):
+        tokenizer = local  # ``unlearn run`` saves the tokenizer beside the adapter
+    model, tok = load_model(base, tokenizer, trust_remote_code, dtype)
+    try:
+        model = load_adapter(model, local).merge_and_unload()
+    except Exception as exc:
+        raise UnlearnError(f"cannot load the adapter in {local} onto {base}: {_first_line(exc)}") from exc
+    model.eval()
     return model, tok

@@ -19,6 +19,7 @@ loaded with ``peft.PeftModel.from_pretrained(base, out_dir)`` or with :func:`.bo
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +66,10 @@ class PeftParameterization(Parameterization):
             raise UnlearnError("the model already carries peft adapters; give a plain model "
                                "(merge the adapters first)")
         targets = self.target_modules(model)
-        model = get_peft_model(model, self.lora_config(model, targets))
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated ``is_gradient_checkpointing``: not the user's concern
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = get_peft_model(model, self.lora_config(model, targets))
         if not any(p.requires_grad for p in model.parameters()):
             raise UnlearnError(f"{self.name}: no adapter parameter was created")
         return model
