@@ -32,3 +32,24 @@ def test_parse_extras():
     assert parse_extras("relearn, quantize,sharpness,quantize") == ["quantize", "sharpness"]
     with pytest.raises(ValueError, match="known: relearn, quantize"):
         parse_extras("gcg")
+
+
+def test_recipe_attack_settings_and_command_line_overrides(monkeypatch):
+    """The quick world's attack budgets come from the recipe's quick_attack, and --budgets / --draws
+    on the command line win over both."""
+    import robust_unlearning.demo as demo
+    from robust_unlearning.recipes import load_recipe, recipe_attack
+
+    recipe = load_recipe("world")
+    assert recipe_attack(recipe)["budgets"] == [[20, 5], [20, 10], [40, 10]]
+    quick = recipe_attack(recipe, quick=True)
+    assert quick["budgets"] == [[8, 5], [16, 10]] and quick["lr"] == recipe["attack"]["lr"]
+
+    seen = {}
+    monkeypatch.setattr(demo, "run_demo", lambda *a, attack=None, **k: seen.setdefault("attack", attack))
+    res = CliRunner().invoke(app, ["demo", "--quick", "--budgets", "2x1,4x3", "--draws", "1"])
+    assert res.exit_code == 0, res.output
+    assert [list(b) for b in seen["attack"].budgets] == [[2, 1], [4, 3]] and seen["attack"].seeds == [0]
+    seen.clear()
+    assert CliRunner().invoke(app, ["demo", "--quick"]).exit_code == 0
+    assert [list(b) for b in seen["attack"].budgets] == [[8, 5], [16, 10]] and seen["attack"].seeds == [0, 1]

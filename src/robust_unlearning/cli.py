@@ -60,7 +60,7 @@ def demo(
     """Build the world, unlearn with several methods, attack them, and compare with the gold model."""
     from .attacks.relearn import RelearnConfig
     from .demo import parse_budgets, parse_seeds, run_demo
-    from .recipes import load_recipe
+    from .recipes import load_recipe, recipe_attack
 
     try:
         if benchmark not in ("world", "world-quick"):
@@ -74,7 +74,7 @@ def demo(
             return
         quick = quick or benchmark == "world-quick"
         recipe = load_recipe("world")
-        att = dict(recipe.get("attack") or {})
+        att = recipe_attack(recipe, quick)  # the command line overrides the recipe
         if budgets:
             att["budgets"] = parse_budgets(budgets)
         if attack_lr is not None:
@@ -83,8 +83,6 @@ def demo(
             if draws < 1:
                 raise UnlearnError("--draws must be at least 1")
             att["seeds"] = list(range(draws))
-        if quick:
-            att = {**att, **(recipe.get("quick_attack") or {})}
         method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
         if methods is not None and not method_list:
             raise UnlearnError("--methods is empty")
@@ -164,9 +162,13 @@ def eval_cmd(model: Path = typer.Option(..., help="A saved model directory."),
 def attack_relearn(
     model: Path = typer.Option(..., help="A saved (unlearned) model directory."),
     benchmark: str = typer.Option("world", help="world or world-quick."),
-    budgets: str = typer.Option("20x5,20x10,40x10", help="SAMPLESxSTEPS, comma-separated."),
-    lr: float = typer.Option(1e-3, help="AdamW learning rate of the attacker."),
-    seeds: str = typer.Option("0,1,2", help="Draws of the relearn set (a count or a list)."),
+    budgets: str | None = typer.Option(
+        None, help="SAMPLESxSTEPS, comma-separated (default: the recipe's, 20x5,20x10,40x10 on world "
+                   "and 8x5,16x10 on world-quick)."),
+    lr: float | None = typer.Option(None, help="AdamW learning rate of the attacker (default: the "
+                                                "recipe's, 1e-3)."),
+    seeds: str | None = typer.Option(None, help="Draws of the relearn set, a count or a list (default: "
+                                                "the recipe's, 0,1,2 on world and 0,1 on world-quick)."),
     form: str = typer.Option("qa", help="Relearn on 'qa' pairs or 'bio' sentences."),
     lora_rank: int = typer.Option(
         0, help="Relearn through LoRA adapters of this rank (0: full fine-tuning)."),
@@ -178,13 +180,20 @@ def attack_relearn(
     from .cli_attacks import check_world
     from .demo import parse_budgets, parse_seeds
     from .io import load_model, write_json_atomic
+    from .recipes import load_recipe, recipe_attack
     from .runner import world_bundle
 
     try:
         check_world(benchmark)
+        att = recipe_attack(load_recipe("world"), benchmark == "world-quick")
+        if budgets is not None:
+            att["budgets"] = parse_budgets(budgets)
+        if lr is not None:
+            att["lr"] = lr
+        if seeds is not None:
+            att["seeds"] = parse_seeds(seeds)
         try:
-            cfg = RelearnConfig(budgets=parse_budgets(budgets), lr=lr, seeds=parse_seeds(seeds), form=form,
-                                lora_rank=lora_rank)
+            cfg = RelearnConfig(**{**att, "form": form, "lora_rank": lora_rank})
         except ValueError as exc:
             raise UnlearnError(str(exc)) from exc
         m, tok = load_model(model)  # a bad model directory fails before the world is built

@@ -68,9 +68,12 @@ def _attacker(model, cfg: RelearnConfig):
         return attacked
     from peft import LoraConfig, get_peft_model
 
+    from ..parameterizations.lora import quiet_peft
+
     lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_rank, lora_dropout=0.0,
                       target_modules="all-linear", task_type="CAUSAL_LM")
-    return get_peft_model(attacked, lora)
+    with quiet_peft():
+        return get_peft_model(attacked, lora)
 
 
 def relearn_attack(model, tokenizer, world: World, cfg: RelearnConfig = RelearnConfig(),

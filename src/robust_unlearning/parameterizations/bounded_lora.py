@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .base import PARAMETERIZATIONS
-from .lora import PeftParameterization, adapter_layers
+from .lora import PeftParameterization, adapter_layers, quiet_peft
 from .mlp_modules import mlp_modules
 
 SIDE_FILE = "bounded_lora.json"
@@ -165,8 +165,9 @@ def load_adapter(base_model, adapter_dir: str | Path, is_trainable: bool = False
     side = adapter_dir / SIDE_FILE
     if side.is_file():
         register_bounded(config, **json.loads(side.read_text(encoding="utf-8")))
-    return PeftModel.from_pretrained(base_model, str(adapter_dir), config=config,
-                                     is_trainable=is_trainable)
+    with quiet_peft():
+        return PeftModel.from_pretrained(base_model, str(adapter_dir), config=config,
+                                         is_trainable=is_trainable)
 
 
 @PARAMETERIZATIONS.register("bounded-lora")

@@ -18,6 +18,7 @@ loaded with ``peft.PeftModel.from_pretrained(base, out_dir)`` or with :func:`.bo
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 from dataclasses import dataclass
@@ -29,6 +30,15 @@ from ..errors import UnlearnError
 from ..reference import Reference
 from .base import PARAMETERIZATIONS, Parameterization
 from .mlp_modules import linear_modules, projection_modules, select
+
+
+@contextlib.contextmanager
+def quiet_peft():
+    """peft reads transformers' deprecated ``is_gradient_checkpointing`` when it wraps a model; the
+    FutureWarning that follows is not the user's concern."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 class PeftParameterization(Parameterization):
@@ -66,9 +76,7 @@ class PeftParameterization(Parameterization):
             raise UnlearnError("the model already carries peft adapters; give a plain model "
                                "(merge the adapters first)")
         targets = self.target_modules(model)
-        with warnings.catch_warnings():
-            # peft reads transformers' deprecated ``is_gradient_checkpointing``: not the user's concern
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        with quiet_peft():
             model = get_peft_model(model, self.lora_config(model, targets))
         if not any(p.requires_grad for p in model.parameters()):
             raise UnlearnError(f"{self.name}: no adapter parameter was created")

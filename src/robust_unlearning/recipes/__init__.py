@@ -30,3 +30,11 @@ def method_config(method: str, recipe: dict | None = None) -> dict:
     out = deep_merge(out, (recipe.get("methods") or {}).get(method) or {})
     out["method"] = method
     return out
+
+
+def recipe_attack(recipe: dict, quick: bool = False) -> dict:
+    """The relearning attack's settings: ``attack``, with ``quick_attack`` on top for the quick world."""
+    att = dict(recipe.get("attack") or {})
+    if quick:
+        att.update(recipe.get("quick_attack") or {})
+    return att
