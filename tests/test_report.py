@@ -163,3 +163,24 @@ def test_cli(tmp_path):
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
     res = CliRunner().invoke(app, ["report", str(tmp_path / "missing")])
     assert res.exit_code == 2 and "error: no results" in res.output
+
+
+def test_attack_files_of_one_model_share_a_row(tmp_path):
+    """`unlearn attack quantize --out q.json` and `unlearn diagnose --out d.json` on one model, plus a
+    demo run: the model's attacks and diagnoses are one row, the demo's methods their own rows."""
+    full = _entry("npo", 0, 0.3)
+    quant = {"method": "m1", "seed": 0, "model": "runs/m1", "forget_acc": 0.3, "retain_acc": 0.9,
+             "attacks": {"quantize": full["attacks"]["quantize"]}}
+    diag = {"method": "m1", "seed": 0, "model": "runs/m1", "forget_acc": 0.3, "retain_acc": 0.9,
+            "diagnostics": full["diagnostics"]}
+    gold_q = {**quant, "method": "gold", "forget_acc": 0.25}
+    gold_d = {**diag, "method": "gold", "forget_acc": 0.25}
+    (tmp_path / "q.json").write_text(json.dumps({"model": "runs/m1", "entries": [quant, gold_q]}))
+    (tmp_path / "d.json").write_text(json.dumps({"model": "runs/m1/", "entries": [diag, gold_d]}))
+    run = write_run(tmp_path / "demo", methods=("npo",), seeds=(0,), extras=False)
+    rep = collect([tmp_path / "q.json", tmp_path / "d.json", run])
+    acc = next(t for t in rep.tables if t.title == "Accuracy and relearning")
+    assert [r[0] for r in acc.rows] == ["m1:m1", "m1:gold", "demo:npo", "demo:gold"]
+    sharp = next(t for t in rep.tables if t.title.startswith("Sharpness"))
+    quant_t = next(t for t in rep.tables if t.title.startswith("Quantization"))
+    assert [r[0] for r in sharp.rows] == ["m1:m1", "m1:gold"] == [r[0] for r in quant_t.rows]

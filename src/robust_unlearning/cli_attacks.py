@@ -207,7 +207,7 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
                 s = e["diagnostics"].get("sharpness")
                 if s:
                     typer.echo(f"{e['method']:>12}: forget loss {s['loss']:.4f}  PGD decrease (rho {rho}) "
-                               f"{s['pgd_decrease']:.4f}  random change {s['random_change_mean']:+.5f}  "
+                               f"{s['pgd_decrease']:.4f}  random change {s['random_change_mean']:+.2e}  "
                                f"top eigenvalue {s['top_eigenvalue']:.3f}")
                 ls = e["diagnostics"].get("landscape")
                 if ls:

@@ -38,6 +38,8 @@ class Report:
 def _f(x: float | None, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
+    if x != 0 and abs(x) < 0.5 * 10 ** -digits:  # would print as 0.000: show its size instead
+        return f"{x:.1e}"
     return f"{x:.{digits}f}"
 
 

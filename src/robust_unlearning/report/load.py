@@ -38,26 +38,58 @@ def _read(path: Path) -> dict:
     return data
 
 
+def _merge_entry(entries: list[dict], e: dict) -> None:
+    """Add ``e`` to ``entries``; an entry of the same method and seed absorbs it (its attacks and
+    diagnostics are united, scalars it lacks are taken over)."""
+    same = next((x for x in entries if x["method"] == e["method"] and x.get("seed") == e.get("seed")), None)
+    if same is None:
+        entries.append(dict(e))
+        return
+    for k, v in e.items():
+        if k in ("attacks", "diagnostics") and isinstance(v, dict):
+            same[k] = {**(same.get(k) or {}), **v}
+        else:
+            same.setdefault(k, v)
+
+
 def load_runs(paths: list[str | Path]) -> tuple[list[Series], list[dict]]:
-    """All series of all runs (gold last within each run) and the raw results per run."""
+    """All series of all runs (gold last within each run) and the raw results per run.
+
+    A file written by ``unlearn attack … --out`` or ``unlearn diagnose --out`` names its model; the
+    files of one model are one run (named after the model directory), so its attacks and diagnoses
+    share a row of the report. A demo's results (several methods, no single model) are a run each.
+    """
     if not paths:
         raise UnlearnError("give at least one run directory or results file")
-    names, raws, series = [], [], []
+    names: list[str] = []
+    raws: list[dict] = []
+    runs: dict[str, dict[str, Series]] = {}
+    by_model: dict[str, str] = {}
     for p in paths:
         p = Path(p)
         raw = _read(p)
-        base = p.name if p.is_dir() else p.stem
-        name, i = base, 2
-        while name in names:
-            name, i = f"{base}-{i}", i + 1
-        names.append(name)
+        model = raw.get("model") if isinstance(raw.get("model"), str) else None
+        key = str(Path(model).expanduser().resolve()) if model else None
+        if key in by_model:
+            name = by_model[key]
+        else:
+            base = (Path(model).name or model) if model else (p.name if p.is_dir() else p.stem)
+            name, i = base, 2
+            while name in names:
+                name, i = f"{base}-{i}", i + 1
+            names.append(name)
+            runs[name] = {}
+            if key:
+                by_model[key] = name
         raws.append({"run": name, "path": str(p), **{k: v for k, v in raw.items() if k != "entries"}})
-        groups: dict[str, Series] = {}
         for e in raw["entries"]:
-            groups.setdefault(str(e["method"]), Series(name, str(e["method"]))).entries.append(e)
+            method = str(e["method"])
+            _merge_entry(runs[name].setdefault(method, Series(name, method)).entries, e)
+    series: list[Series] = []
+    for groups in runs.values():
         series += [s for m, s in groups.items() if m != "gold"]
         series += [s for m, s in groups.items() if m == "gold"]
-    multi = len(paths) > 1
+    multi = len(runs) > 1
     for s in series:
         s.label = f"{s.run}:{s.method}" if multi else s.method
     return series, raws
