@@ -184,3 +184,27 @@ def test_attack_files_of_one_model_share_a_row(tmp_path):
     sharp = next(t for t in rep.tables if t.title.startswith("Sharpness"))
     quant_t = next(t for t in rep.tables if t.title.startswith("Quantization"))
     assert [r[0] for r in sharp.rows] == ["m1:m1", "m1:gold"] == [r[0] for r in quant_t.rows]
+
+
+def test_benchmark_relearning_table_and_figure(tmp_path):
+    """`unlearn attack relearn --benchmark tofu --gold-model … --out` results: one row per budget with
+    every metric, the gold model's rows beside, and a recovery figure of the held-out NLL."""
+    def rows(level):
+        return [{"samples": 20, "steps": st, "draws": 3, "heldout_forget_nll": level - 0.1 * st,
+                 "heldout_forget_nll_std": 0.05, "drawn_forget_nll": level - 0.2 * st,
+                 "drawn_forget_nll_std": 0.0, "forget_probability": 0.1 + 0.01 * st,
+                 "forget_probability_std": 0.01} for st in (0, 10)]
+    entries = [{"method": "npo", "seed": 0, "model": "runs/npo",
+                "attacks": {"benchmark_relearn": rows(3.0)}},
+               {"method": "gold", "seed": 0, "model": "retain90",
+                "attacks": {"benchmark_relearn": rows(4.0)}}]
+    (tmp_path / "r.json").write_text(json.dumps({"model": "runs/npo", "entries": entries}))
+    html_path, md_path = build_report([tmp_path / "r.json"], tmp_path / "out")
+    rep = collect([tmp_path / "r.json"])
+    t = next(t for t in rep.tables if t.title == "Relearning on the benchmark")
+    assert t.head == ["method", "samples × steps", "heldout_forget_nll", "drawn_forget_nll",
+                      "forget_probability"]
+    assert t.rows[1] == ["npo", "20×10", "2.000 ± 0.050", "1.000", "0.200 ± 0.010"]
+    assert [r[0] for r in t.rows] == ["npo", "npo", "gold", "gold"]
+    assert (tmp_path / "out" / "figures" / "benchmark_relearn.png").read_bytes().startswith(PNG)
+    assert "Relearning on the benchmark" in md_path.read_text()

@@ -161,29 +161,48 @@ def eval_cmd(model: Path = typer.Option(..., help="A saved model directory."),
 @attack_app.command("relearn")
 def attack_relearn(
     model: Path = typer.Option(..., help="A saved (unlearned) model directory."),
-    benchmark: str = typer.Option("world", help="world or world-quick."),
+    benchmark: str = typer.Option(
+        "world", help="world, world-quick, tofu, muse-news, muse-books or wmdp (relearn on its forget "
+                      "set; scored on held-out forget NLL and the benchmark's metrics)."),
     budgets: str | None = typer.Option(
         None, help="SAMPLESxSTEPS, comma-separated (default: the recipe's, 20x5,20x10,40x10 on world "
-                   "and 8x5,16x10 on world-quick)."),
+                   "and 8x5,16x10 on world-quick; 20x10,20x30,40x30 elsewhere)."),
     lr: float | None = typer.Option(None, help="AdamW learning rate of the attacker (default: the "
-                                                "recipe's, 1e-3)."),
+                                                "recipe's, 1e-3, on the world; 1e-5 elsewhere)."),
     seeds: str | None = typer.Option(None, help="Draws of the relearn set, a count or a list (default: "
                                                 "the recipe's, 0,1,2 on world and 0,1 on world-quick)."),
-    form: str = typer.Option("qa", help="Relearn on 'qa' pairs or 'bio' sentences."),
+    form: str = typer.Option("qa", help="World: relearn on 'qa' pairs or 'bio' sentences."),
     lora_rank: int = typer.Option(
         0, help="Relearn through LoRA adapters of this rank (0: full fine-tuning)."),
-    gold: bool = typer.Option(True, help="Attack the gold model too (the floor)."),
+    gold: bool = typer.Option(True, help="World: attack the gold model too (the floor)."),
+    gold_model: Path | None = typer.Option(
+        None, "--gold-model", help="Other benchmarks: a model that never learnt the forget set (TOFU's "
+                                   "retain-only, MUSE's retrain model), attacked the same way: the floor."),
+    forget: Path | None = typer.Option(
+        None, help="Your own forget JSONL ({\"text\"} or {\"question\", \"answer\"}) instead of a "
+                   "benchmark: relearn on it, scored on held-out forget NLL."),
+    data: Path | None = typer.Option(None, help="Local benchmark data (default: the hub)."),
+    split: str | None = typer.Option(None, help="tofu: forget01/05/10; wmdp: bio, cyber or bio,cyber."),
+    option: List[str] | None = typer.Option(
+        None, "--option", "-o", help="Further benchmark option key=value (repeatable)."),
+    metrics: bool = typer.Option(True, help="Other benchmarks: also the benchmark's own metrics after "
+                                            "every budget (--no-metrics: held-out forget NLL only)."),
     out: Path | None = typer.Option(None, help="Write the results JSON here."),
 ):
     """Fine-tune on a few forget samples and measure how much forgotten knowledge comes back."""
     from .attacks.relearn import RelearnConfig, relearn_attack, summarize
-    from .cli_attacks import check_world
+    from .cli_attacks import check_world, relearn_on_benchmark
     from .demo import parse_budgets, parse_seeds
     from .io import load_model, write_json_atomic
     from .recipes import load_recipe, recipe_attack
-    from .runner import world_bundle
+    from .runner import WORLDS, world_bundle
 
     try:
+        if forget is not None or benchmark not in WORLDS:
+            relearn_on_benchmark(model, None if forget is not None and benchmark == "world" else benchmark,
+                                 forget, data, split, option, budgets, lr, seeds, form, lora_rank, gold_model,
+                                 metrics, out)
+            return
         check_world(benchmark)
         att = recipe_attack(load_recipe("world"), benchmark == "world-quick")
         if budgets is not None:

@@ -6,6 +6,9 @@
     unlearn diagnose         --model DIR [--what sharpness,landscape] [--rho 0.05]
     unlearn report RUN_DIR [RUN_DIR ...] [--out report]
 
+``unlearn attack relearn`` lives in :mod:`.cli`; its runs on a standard benchmark or the user's own
+forget file (:func:`relearn_on_benchmark`) here.
+
 Every attack and diagnosis also runs on the world's gold model (``--no-gold`` to skip): the floor.
 ``--out FILE.json`` writes results in the format ``unlearn report`` reads (``entries`` with
 ``attacks.<name>`` / ``diagnostics.<name>``), next to ``unlearn demo``'s ``results.json``.
@@ -234,3 +237,72 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
             typer.echo(f"wrote {html_path} and {md_path}")
         except UnlearnError as exc:
             fail(exc)
+
+
+def relearn_on_benchmark(model: Path, benchmark: str | None, forget_file: Path | None, data, split,
+                         option, budgets, lr, seeds, form: str, lora_rank: int, gold_model: Path | None,
+                         metrics: bool, out: Path | None) -> None:
+    """``unlearn attack relearn`` on TOFU / MUSE / WMDP or on the user's forget JSONL
+    (:mod:`.attacks.relearn_benchmark`); prints one line per budget, writes ``--out``."""
+    from .attacks.relearn_benchmark import BenchmarkRelearnConfig, relearn_benchmark, summarize_metrics
+    from .benchmarks import build_benchmark
+    from .config import parse_overrides
+    from .data.jsonl import read_jsonl
+    from .demo import parse_budgets, parse_seeds
+    from .io import load_model, write_json_atomic
+
+    if forget_file is not None and benchmark is not None:
+        raise UnlearnError("give either --benchmark or --forget, not both")
+    kw: dict = {"lora_rank": lora_rank, "metrics": metrics, "form": form}
+    if budgets is not None:
+        kw["budgets"] = parse_budgets(budgets)
+    if lr is not None:
+        kw["lr"] = lr
+    if seeds is not None:
+        kw["seeds"] = parse_seeds(seeds)
+    cfg = _config(BenchmarkRelearnConfig, **kw)
+    # the unattacked model (step 0) on each draw's held-out set: where every recovery curve starts
+    cfg.budgets = sorted({*cfg.budgets, *((k, 0) for k, _ in cfg.budgets)})
+    bench = None
+    if forget_file is not None:
+        forget = read_jsonl(forget_file, "forget")
+        source = str(forget_file)
+    else:
+        bench = build_benchmark(benchmark, data, split, parse_overrides(option or []))
+        forget, _ = bench.unlearning_data()
+        if metrics:
+            bench.prepare()  # bad evaluation data fails before the model is loaded
+        source = benchmark
+    if not forget:
+        raise UnlearnError(f"the forget set of {source} is empty")
+    largest = max(k for k, _ in cfg.budgets)
+    if largest >= len(forget):
+        raise UnlearnError(f"relearn budget of {largest} samples leaves no held-out forget record (the "
+                           f"forget set of {source} has {len(forget)})")
+    targets = [(Path(model).name or str(model), model)] + ([("gold", gold_model)] if gold_model else [])
+    loaded = [load_model(path) for _, path in targets[:1]]  # a bad model fails before any training
+    if gold_model is not None:
+        from .io import check_model_path
+
+        check_model_path(gold_model)
+    result: dict = {"model": str(model), "source": source, "config": {
+        "budgets": [list(b) for b in cfg.budgets], "lr": cfg.lr, "batch_size": cfg.batch_size,
+        "seeds": cfg.seeds, "lora_rank": cfg.lora_rank, "heldout_max": cfg.heldout_max}, "entries": []}
+    for i, (label, path) in enumerate(targets):
+        m, tok = loaded[0] if i == 0 else load_model(path)
+        try:
+            rows = relearn_benchmark(m, tok, forget, cfg, bench, desc=f"relearn {label}")
+        except ValueError as exc:
+            raise UnlearnError(str(exc)) from exc
+        summary = summarize_metrics(rows)
+        result["entries"].append({"method": label, "seed": 0, "model": str(path),
+                                  "attacks": {"benchmark_relearn": summary}, "runs": rows})
+        for r in summary:
+            extra = "".join(f"  {k} {r[k]:.3f}" for k in r if not k.endswith("_std") and k not in
+                            ("samples", "steps", "draws", "heldout_forget_nll", "drawn_forget_nll")
+                            and isinstance(r[k], float))
+            typer.echo(f"{label:>12} {r['samples']:>4} samples × {r['steps']:>3} steps: held-out forget NLL "
+                       f"{r['heldout_forget_nll']:.3f} ± {r['heldout_forget_nll_std']:.3f}{extra}")
+        del m
+    if out:
+        write_json_atomic(out, result)

@@ -19,6 +19,7 @@ import copy
 import random
 import statistics
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -79,7 +80,23 @@ def _attacker(model, cfg: RelearnConfig):
 def relearn_attack(model, tokenizer, world: World, cfg: RelearnConfig = RelearnConfig(),
                    desc: str = "relearn") -> list[dict]:
     """Return one row per (seed, samples, steps): ``{samples, steps, seed, forget_acc, retain_acc}``."""
-    collate = Collator(tokenizer)
+
+    def draw(seed: int, k: int) -> tuple[list[dict], random.Random]:
+        rng = random.Random(f"{seed}-{k}")
+        return _relearn_records(world, k, rng, cfg.form), rng
+
+    return relearn_runs(model, tokenizer, cfg, draw, lambda m, drawn: evaluate(m, tokenizer, world), desc)
+
+
+def relearn_runs(model, tokenizer, cfg: RelearnConfig,
+                 draw: Callable[[int, int], tuple[list[dict], random.Random]],
+                 score: Callable[[object, list[dict]], dict], desc: str = "relearn",
+                 max_length: int = 256) -> list[dict]:
+    """The attack's loop, whatever the data: for every seed and sample count k, ``draw(seed, k)``
+    gives the k training records and the generator that then orders the batches; the attacked copy
+    trains up to the largest step count of k and ``score(model, records)`` is recorded at every
+    requested count. One row per (seed, samples, steps)."""
+    collate = Collator(tokenizer, max_length)
     by_samples: dict[int, list[int]] = {}
     for k, s in cfg.budgets:
         by_samples.setdefault(k, []).append(s)
@@ -88,28 +105,28 @@ def relearn_attack(model, tokenizer, world: World, cfg: RelearnConfig = RelearnC
     bar = progress(total=total, desc=desc)
     for seed in cfg.seeds:
         for k, step_list in sorted(by_samples.items()):
-            rng = random.Random(f"{seed}-{k}")
-            records = _relearn_records(world, k, rng, cfg.form)
+            records, rng = draw(seed, k)
             torch.manual_seed(seed)
             attacked = _attacker(model, cfg)
             opt = torch.optim.AdamW([p for p in attacked.parameters() if p.requires_grad], lr=cfg.lr,
                                     weight_decay=0.0)
             checkpoints = sorted(set(step_list))
             if 0 in checkpoints:
-                rows.append({"samples": k, "steps": 0, "seed": seed, **evaluate(attacked, tokenizer, world)})
+                rows.append({"samples": k, "steps": 0, "seed": seed, **score(attacked, records)})
             done = 0
             attacked.train()
+            device = next(attacked.parameters()).device
             for target in [c for c in checkpoints if c > 0]:
                 while done < target:
                     order = rng.sample(records, min(cfg.batch_size, len(records)))
-                    loss = attacked(**collate(order)).loss
+                    loss = attacked(**{k: v.to(device) for k, v in collate(order).items()}).loss
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
                     done += 1
                     bar.update(1)
-                rows.append({"samples": k, "steps": target, "seed": seed,
-                             **evaluate(attacked, tokenizer, world)})
+                attacked.eval()
+                rows.append({"samples": k, "steps": target, "seed": seed, **score(attacked, records)})
                 attacked.train()
             del attacked, opt
     bar.close()

@@ -28,6 +28,13 @@ class Benchmark:
     def prepare(self) -> None:
         """Load and check the evaluation data, so bad data fails before an expensive model load."""
 
+    def excluding(self, records: list[dict]) -> Benchmark:
+        """This benchmark with the forget-evaluation items that ``records`` (forget records of
+        :meth:`unlearning_data`, e.g. a relearning attacker's training set) state left out, so an
+        attack is scored on knowledge it was not shown. Default: unchanged (the evaluation sets are
+        not the unlearning records, as in WMDP's MCQ or MUSE's QA)."""
+        return self
+
     def _cached(self, key, load):
         cache = self.__dict__.setdefault("_data_cache", {})
         if key not in cache:

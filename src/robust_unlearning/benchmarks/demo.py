@@ -8,7 +8,8 @@ metric) and ``report.md`` (the summary table). Method settings come from a recip
 papers' orders of magnitude (lr 1e-5, batch 4, 5 epochs; NPO β 0.1) for 7B-class models.
 
 The world's relearning attack needs the world's relearn pool and gold model; on these benchmarks
-the demo reports unlearning only (attack the saved models with ``unlearn attack ...``).
+the demo reports unlearning only: attack a saved model with ``unlearn attack relearn --benchmark
+NAME`` (:mod:`..attacks.relearn_benchmark`; ``--gold-model`` for the retain-only model's floor).
 """
 
 from __future__ import annotations

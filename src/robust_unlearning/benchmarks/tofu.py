@@ -19,6 +19,7 @@ your model's chat format (TOFU's Llama-2 models use ``"[INST] {question} [/INST]
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class TOFU(Benchmark):
     max_new_tokens: int = 128  # TOFU generates up to 200 tokens including the question
     batch_size: int = 32
     generate: bool = True  # ROUGE-L needs greedy answers
+    exclude: list[str] | None = None  # forget-evaluation questions (as templated) to leave out
 
     def __post_init__(self):
         if self.split not in SPLITS:
@@ -72,7 +74,26 @@ class TOFU(Benchmark):
             out.append([self._qa(r) for r in recs])
         return out[0], out[1]
 
+    def excluding(self, records: list[dict]) -> TOFU:
+        """The relearn records' questions left out of the forget evaluation (and, for forget quality,
+        out of the reference's truth ratios): the attack is scored on questions it was not shown."""
+        out = copy.copy(self)  # shares the loaded data
+        out.exclude = sorted({r["question"] for r in records if isinstance(r.get("question"), str)})
+        return out
+
+    def _kept(self, items: list[QAItem]) -> list[bool]:
+        drop = set(self.exclude or ())
+        return [it.prompt not in drop for it in items]
+
     def eval_items(self, which: str) -> list[QAItem]:
+        items = self._all_items(which)
+        if which == "forget" and self.exclude:
+            items = [it for it, keep in zip(items, self._kept(items), strict=True) if keep]
+            if not items:
+                raise UnlearnError("TOFU: every forget-evaluation question is excluded")
+        return items
+
+    def _all_items(self, which: str) -> list[QAItem]:
         config = {"forget": f"{self.split}_perturbed", "retain": "retain_perturbed",
                   "real_authors": "real_authors_perturbed", "world_facts": "world_facts_perturbed"}[which]
         recs = limited(self._load(config), self.limit)
@@ -107,7 +128,12 @@ class TOFU(Benchmark):
             ref_model, ref_tok = load_model(ref)
             return score_qa(ref_model, ref_tok, self.eval_items("forget"), generate=False,
                             perturbed_mean=self.perturbed_mean, batch_size=self.batch_size)["truth_ratios"]
-        return read_reference_truth_ratios(ref)
+        ratios = read_reference_truth_ratios(ref)
+        if self.exclude:
+            items = self._all_items("forget")
+            if len(ratios) == len(items):  # otherwise (another order or set) the KS test takes all
+                ratios = [r for r, keep in zip(ratios, self._kept(items), strict=True) if keep]
+        return ratios
 
     def prepare(self) -> None:
         for name in EVAL_SETS:

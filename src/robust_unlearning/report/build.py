@@ -221,6 +221,36 @@ def _landscape_section(series: list[Series], rep: Report) -> None:
                                   "gold panel (dashed frame) is the floor."))
 
 
+def _benchmark_relearn_section(series: list[Series], rep: Report) -> None:
+    rows_of = {s.label: M.benchmark_relearn_rows(s) for s in series}
+    if not any(rows_of.values()):
+        return
+    keys = list(dict.fromkeys(k for rows in rows_of.values() for cell in rows.values() for k in cell))
+    head = ["method", "samples × steps", *keys]
+    table = [[label, f"{k}×{st}", *[_pm(cell.get(key)) for key in keys]]
+             for label, rows in rows_of.items() for (k, st), cell in rows.items()]
+    rep.tables.append(Table("Relearning on the benchmark", head, table,
+                            "Fine-tune on SAMPLES forget records for STEPS steps (mean ± std over draws). "
+                            "held-out forget NLL: per-token NLL of forget records the attacker did not "
+                            "see (lower: more came back); drawn: of those it saw. Benchmark metrics are "
+                            "scored without the relearned items where they are part of the evaluation "
+                            "(TOFU's questions)."))
+    ks = sorted({k for rows in rows_of.values() for k, _ in rows})
+    panels = []
+    for k in ks:
+        def curve(s, k=k):
+            rows = M.benchmark_relearn_rows(s)
+            return {st: cell["heldout_forget_nll"] for (kk, st), cell in rows.items()
+                    if kk == k and "heldout_forget_nll" in cell}
+        normal, gold = _split(series, curve)
+        panels.append({"title": f"{k} relearn samples", "xlabel": "attack steps",
+                       "ylabel": "held-out forget NLL", "series": normal, "gold": gold})
+    fig = M_plots().curve_figure("Relearning: held-out forget NLL vs attack steps", panels)
+    rep.figures.append(Figure("benchmark_relearn", "Recovery under relearning on the benchmark", _png(fig),
+                              "Per-token NLL of forget records the attacker never saw; lower means the "
+                              "knowledge came back. The model that never learnt them (gold) dashed."))
+
+
 def M_plots():  # noqa: N802 - lazy import of matplotlib
     from . import plots
 
@@ -234,8 +264,8 @@ def _png(fig) -> bytes:
 def collect(paths: list[str | Path]) -> Report:
     series, runs = load_runs(paths)
     rep = Report(runs)
-    for section in (_accuracy_section, _quantize_section, _jailbreak_section, _incontext_section,
-                    _sharpness_section, _landscape_section):
+    for section in (_accuracy_section, _benchmark_relearn_section, _quantize_section, _jailbreak_section,
+                    _incontext_section, _sharpness_section, _landscape_section):
         section(series, rep)
     return rep
 

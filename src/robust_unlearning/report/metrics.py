@@ -151,3 +151,27 @@ def landscape(s: Series) -> dict | None:
                         "losses": [[statistics.fmean(t["losses"][i][j] for t in two)
                                     for j in range(len(g["losses"][0]))] for i in range(len(g["losses"]))]}
     return out
+
+
+BENCHMARK_RELEARN = "benchmark_relearn"
+
+
+def benchmark_relearn_rows(s: Series) -> dict[tuple[int, int], dict[str, tuple[float, float]]]:
+    """(samples, steps) -> metric -> (mean, std) of the benchmark relearning attack
+    (:mod:`robust_unlearning.attacks.relearn_benchmark`): rows already averaged over draws; several
+    entries (seeds of the unlearning) are averaged again."""
+    per: dict[tuple[int, int], dict[str, list[tuple[float, float]]]] = {}
+    for e in s.entries:
+        for r in (e.get("attacks") or {}).get(BENCHMARK_RELEARN) or []:
+            cell = per.setdefault((int(r["samples"]), int(r["steps"])), {})
+            for k, v in r.items():
+                if k in ("samples", "steps", "draws") or k.endswith("_std"):
+                    continue
+                if not isinstance(v, (int, float)):
+                    continue
+                cell.setdefault(k, []).append((float(v), float(r.get(f"{k}_std") or 0.0)))
+    out = {}
+    for budget, cell in sorted(per.items()):
+        # one entry: its own std over draws; several: the spread of their means
+        out[budget] = {k: (v[0] if len(v) == 1 else mean_std([m for m, _ in v])) for k, v in cell.items()}
+    return out

@@ -1,0 +1,116 @@
+"""The relearning attack on a standard benchmark (TOFU, MUSE, WMDP) or on the user's own forget data.
+
+The recipe of Hu et al. 2024 (REFERENCES.md §3): fine-tune the unlearned model on k records drawn
+from the forget set (AdamW, lr 1e-5, batch 4 by default — real models, not the world's tiny one)
+for s steps, over several draws, and score after each budget:
+
+- ``heldout_forget_nll``: the mean per-token NLL of forget records the attacker did *not* draw (the
+  first ``heldout_max`` of them, in the data's order). Lower = more of the forgotten text is back.
+  Every source has it, the user's own JSONL included; ``drawn_forget_nll`` is the same on the drawn
+  records (how well the attacker fit what it saw).
+- with ``metrics`` on, the benchmark's own summary (:meth:`Benchmark.evaluate`), with the drawn
+  records left out of its forget evaluation where they are part of it (TOFU drops the relearned
+  questions, :meth:`Benchmark.excluding`). WMDP scores MCQ questions and MUSE its QA sets, which are
+  not the relearned corpus text; MUSE's VerbMem prompts are excerpts of the forget texts, so VerbMem
+  after relearning includes text the attacker saw.
+
+A floor comes from attacking a model that never learnt the forget set (``gold``: TOFU's retain-only
+model, MUSE's retrain model) the same way.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from dataclasses import dataclass, field
+
+import torch
+
+from ..data.collate import Collator
+from ..objectives.base import sequence_nll
+from .relearn import RelearnConfig, relearn_runs
+
+
+@dataclass
+class BenchmarkRelearnConfig(RelearnConfig):
+    budgets: list[tuple[int, int]] = field(default_factory=lambda: [(20, 10), (20, 30), (40, 30)])
+    lr: float = 1e-5
+    batch_size: int = 4
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    heldout_max: int = 256  # forget records scored for the held-out NLL
+    metrics: bool = True  # also the benchmark's own summary after every budget
+    max_length: int = 512
+    eval_batch_size: int = 8
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.form != "qa":
+            raise ValueError("form applies to the world only (its two surface forms); a benchmark "
+                             "relearns on its own forget records")
+        if self.heldout_max < 1:
+            raise ValueError(f"heldout_max must be at least 1, not {self.heldout_max}")
+
+
+@torch.no_grad()
+def mean_token_nll(model, tokenizer, records: list[dict], batch_size: int = 8,
+                   max_length: int = 512) -> float:
+    """Mean over records of the per-token NLL of their targets (the answer of a QA record, the whole
+    text of a text record), batched."""
+    model.eval()
+    collate = Collator(tokenizer, max_length)
+    device = next(model.parameters()).device
+    total = 0.0
+    for i in range(0, len(records), batch_size):
+        batch = {k: v.to(device) for k, v in collate(records[i:i + batch_size]).items()}
+        s, n = sequence_nll(model, batch)
+        total += float((s / n).sum())
+    return total / len(records)
+
+
+def relearn_benchmark(model, tokenizer, forget: list[dict], cfg: BenchmarkRelearnConfig,
+                      benchmark=None, desc: str = "relearn") -> list[dict]:
+    """One row per (seed, samples, steps) with ``heldout_forget_nll``, ``drawn_forget_nll`` and, with
+    a ``benchmark`` and ``cfg.metrics``, its summary metrics."""
+    if not forget:
+        raise ValueError("the forget set is empty: nothing to relearn from")
+    largest = max(k for k, _ in cfg.budgets)
+    if largest >= len(forget):
+        raise ValueError(f"relearn budget of {largest} samples leaves no held-out forget record "
+                         f"(the forget set has {len(forget)})")
+
+    def draw(seed: int, k: int) -> tuple[list[dict], random.Random]:
+        rng = random.Random(f"{seed}-{k}")
+        return rng.sample(forget, k), rng
+
+    def score(attacked, drawn: list[dict]) -> dict:
+        ids = {id(r) for r in drawn}
+        heldout = [r for r in forget if id(r) not in ids][: cfg.heldout_max]
+        row = {"heldout_forget_nll": mean_token_nll(attacked, tokenizer, heldout, cfg.eval_batch_size,
+                                                    cfg.max_length),
+               "drawn_forget_nll": mean_token_nll(attacked, tokenizer, drawn, cfg.eval_batch_size,
+                                                  cfg.max_length)}
+        if benchmark is not None and cfg.metrics:
+            summary = benchmark.excluding(drawn).evaluate(attacked, tokenizer)["summary"]
+            row.update({k: v for k, v in summary.items() if isinstance(v, (int, float)) or v is None})
+        attacked.train()
+        return row
+
+    return relearn_runs(model, tokenizer, cfg, draw, score, desc, cfg.max_length)
+
+
+def summarize_metrics(rows: list[dict]) -> list[dict]:
+    """Mean and std over draws of every numeric metric, per (samples, steps)."""
+    groups: dict[tuple[int, int], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["samples"], r["steps"]), []).append(r)
+    out = []
+    for (k, s), rs in sorted(groups.items()):
+        entry: dict = {"samples": k, "steps": s, "draws": len(rs)}
+        keys = [key for key in rs[0] if key not in ("samples", "steps", "seed")]
+        for key in keys:
+            vals = [r[key] for r in rs if isinstance(r.get(key), (int, float))]
+            if vals:
+                entry[key] = statistics.fmean(vals)
+                entry[f"{key}_std"] = statistics.pstdev(vals) if len(vals) > 1 else 0.0
+        out.append(entry)
+    return out
