@@ -80,25 +80,79 @@ def _run_on_targets(model: Path, benchmark: str, gold: bool, kind: str, name: st
     return entries
 
 
+def _run_on_benchmark(model: Path, benchmark: str, data, split, option, gold_model: Path | None,
+                      name: str, fn: Callable, out: Path | None) -> list[dict]:
+    """Run ``fn(model, tok, score)`` on the model (and ``gold_model``) with ``score(m)`` the standard
+    benchmark's numeric summary metrics; return and optionally write report entries."""
+    from .benchmarks import build_benchmark
+    from .config import parse_overrides
+    from .io import check_model_path, load_model, write_json_atomic
+
+    bench = build_benchmark(benchmark, data, split, parse_overrides(option or []))
+    bench.prepare()  # bad data fails before a model is loaded
+    first = load_model(model)
+    if gold_model is not None:
+        check_model_path(gold_model)
+    targets = [(Path(model).name or str(model), model)] + ([("gold", gold_model)] if gold_model else [])
+    entries = []
+    for label, path in targets:
+        m, tok = first if first is not None else load_model(path)
+        first = None
+
+        def score(q, tok=tok) -> dict:
+            summary = bench.evaluate(q, tok)["summary"]
+            return {k: v for k, v in summary.items() if isinstance(v, (int, float)) or v is None}
+
+        try:
+            result = fn(m, tok, score)
+        except ValueError as exc:
+            raise UnlearnError(str(exc)) from exc
+        entries.append({"method": label, "seed": 0, "model": str(path), "attacks": {name: result}})
+        del m
+    if out:
+        write_json_atomic(out, {"benchmark": benchmark, "model": str(model), "entries": entries})
+    return entries
+
+
 def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exception], None]) -> None:
     @attack_app.command("quantize")
     def attack_quantize(
         model: Path = typer.Option(..., help="A saved (unlearned) model directory."),
-        benchmark: str = typer.Option("world", help="world or world-quick."),
+        benchmark: str = typer.Option(
+            "world", help="world, world-quick, tofu, muse-news, muse-books or wmdp (scored by its metrics)."),
         bits: str = typer.Option("8,4", help="Bit widths of round-to-nearest, comma-separated."),
         granularity: str = typer.Option("channel,group",
                                         help="Scales per output 'channel' and/or per 'group'."),
         group_size: int = typer.Option(32, help="Weights per scale with --granularity group."),
         torch_int8: bool = typer.Option(True, help="Also real int8 (torch.ao dynamic quantization, CPU)."),
-        gold: bool = typer.Option(True, help="Attack the gold model too (the floor)."),
+        gold: bool = typer.Option(True, help="World: attack the gold model too (the floor)."),
+        gold_model: Path | None = typer.Option(
+            None, "--gold-model", help="Other benchmarks: the retain-only / retrain model, quantized the "
+                                       "same way: the floor."),
+        data: Path | None = typer.Option(None, help="Other benchmarks: local data (default: the hub)."),
+        split: str | None = typer.Option(None, help="tofu: forget01/05/10; wmdp: bio, cyber or bio,cyber."),
+        option: List[str] | None = typer.Option(
+            None, "--option", "-o", help="Further benchmark option key=value (repeatable)."),
         out: Path | None = typer.Option(None, help="Write the results JSON here."),
     ):
         """Round the weights to 8/4 bits and check whether forgotten knowledge comes back."""
         from .attacks.quantize import QuantizeConfig, label, quantize_attack
+        from .runner import WORLDS
 
         try:
             cfg = _config(QuantizeConfig, bits=_ints(bits, "--bits"), granularities=_names(granularity),
                           group_size=group_size, torch_int8=torch_int8)
+            if benchmark not in WORLDS:
+                entries = _run_on_benchmark(
+                    model, benchmark, data, split, option, gold_model, "benchmark_quantize",
+                    lambda m, t, score: quantize_attack(m, t, None, cfg, score=score), out)
+                for e in entries:
+                    for r in e["attacks"]["benchmark_quantize"]:
+                        res = (f"skipped ({r['skipped']})" if "skipped" in r else "  ".join(
+                            f"{k} {v:.3f}" for k, v in r.items() if isinstance(v, float)
+                            and k != "weight_change"))
+                        typer.echo(f"{e['method']:>12} {label(r):>11}: {res}")
+                return
             entries = _run_on_targets(model, benchmark, gold, "attacks", "quantize",
                                       lambda m, t, w: quantize_attack(m, t, w, cfg), out)
             for e in entries:

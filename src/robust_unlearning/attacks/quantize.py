@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -111,15 +112,22 @@ def torch_int8(model, skip: list[str] | None = None) -> torch.nn.Module:
         return tq.quantize_dynamic(q, names, dtype=torch.qint8)
 
 
-def quantize_attack(model, tokenizer, world: World, cfg: QuantizeConfig = QuantizeConfig()) -> list[dict]:
+def quantize_attack(model, tokenizer, world: World | None, cfg: QuantizeConfig = QuantizeConfig(),
+                    score: Callable[[object], dict] | None = None) -> list[dict]:
+    """One row per setting (fp32 first). Scored by the world's MCQ accuracies, or by ``score(model)``
+    (e.g. a standard benchmark's summary metrics) when given."""
+    if score is None:
+        if world is None:
+            raise ValueError("quantize_attack needs a world or a score function")
+        score = lambda m: evaluate(m, tokenizer, world)  # noqa: E731
     rows = [{"scheme": "none", "bits": 32, "granularity": None, "group_size": None,
-             "weight_change": 0.0, **evaluate(model, tokenizer, world)}]
+             "weight_change": 0.0, **score(model)}]
     for bits in cfg.bits:
         for gran in cfg.granularities:
             q, change = quantize_model(model, bits, gran, cfg.group_size, cfg.skip)
             rows.append({"scheme": "rtn", "bits": bits, "granularity": gran,
                          "group_size": cfg.group_size if gran == "group" else None,
-                         "weight_change": change, **evaluate(q, tokenizer, world)})
+                         "weight_change": change, **score(q)})
             del q
     if cfg.torch_int8:
         row: dict = {"scheme": "torch-int8", "bits": 8, "granularity": "channel", "group_size": None}
@@ -127,7 +135,7 @@ def quantize_attack(model, tokenizer, world: World, cfg: QuantizeConfig = Quanti
             q = torch_int8(model, cfg.skip)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                row.update(evaluate(q, tokenizer, world))
+                row.update(score(q))
         except Exception as exc:  # any failure of the optional backend is recorded, not raised
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             row["skipped"] = f"{type(exc).__name__}: {msg}"

@@ -251,6 +251,34 @@ def _benchmark_relearn_section(series: list[Series], rep: Report) -> None:
                               "knowledge came back. The model that never learnt them (gold) dashed."))
 
 
+def _benchmark_quantize_section(series: list[Series], rep: Report) -> None:
+    got = {s.label: M.benchmark_quantize_rows(s) for s in series}
+    if not any(rows for rows, _ in got.values()):
+        return
+    keys = list(dict.fromkeys(k for rows, _ in got.values() for cell in rows.values() for k in cell))
+    table = [[label, setting, *[_pm(cell.get(k)) for k in keys]]
+             for label, (rows, _) in got.items() for setting, cell in rows.items()]
+    skipped = {k: v for _, sk in got.values() for k, v in sk.items()}
+    note = ("The benchmark's metrics after quantizing the linear weights (rtnB-ch: B-bit round-to-nearest "
+            "per output channel; rtnB-gN: per group of N weights; torch-int8: torch.ao dynamic int8).")
+    if skipped:
+        note += " Skipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) + "."
+    rep.tables.append(Table("Quantization attack on the benchmark", ["method", "weights", *keys], table,
+                            note))
+    panels = []
+    for key in keys[:4]:
+        def curve(s, key=key):
+            return {lab: cell[key] for lab, cell in M.benchmark_quantize_rows(s)[0].items() if key in cell}
+
+        normal, gold = _split(series, curve)
+        panels.append({"title": key, "xlabel": "weights", "ylabel": key, "series": normal, "gold": gold,
+                       "categorical": True})
+    rep.figures.append(Figure("benchmark_quantize", "Quantization attack on the benchmark",
+                              _png(M_plots().curve_figure("Quantization attack", panels)),
+                              "Coarser grids to the right; the model that never learnt the forget set "
+                              "dashed."))
+
+
 def M_plots():  # noqa: N802 - lazy import of matplotlib
     from . import plots
 
@@ -264,8 +292,9 @@ def _png(fig) -> bytes:
 def collect(paths: list[str | Path]) -> Report:
     series, runs = load_runs(paths)
     rep = Report(runs)
-    for section in (_accuracy_section, _benchmark_relearn_section, _quantize_section, _jailbreak_section,
-                    _incontext_section, _sharpness_section, _landscape_section):
+    for section in (_accuracy_section, _benchmark_relearn_section, _quantize_section,
+                    _benchmark_quantize_section, _jailbreak_section, _incontext_section, _sharpness_section,
+                    _landscape_section):
         section(series, rep)
     return rep
 

@@ -175,3 +175,23 @@ def benchmark_relearn_rows(s: Series) -> dict[tuple[int, int], dict[str, tuple[f
         # one entry: its own std over draws; several: the spread of their means
         out[budget] = {k: (v[0] if len(v) == 1 else mean_std([m for m, _ in v])) for k, v in cell.items()}
     return out
+
+
+BENCHMARK_QUANTIZE = "benchmark_quantize"
+
+
+def benchmark_quantize_rows(s: Series) -> tuple[dict[str, dict[str, tuple[float, float]]], dict[str, str]]:
+    """setting label (``fp32``, ``rtn4-g32``, …) -> metric -> (mean, std) over entries, of the
+    quantization attack scored by a standard benchmark's metrics; and the skipped settings."""
+    per: dict[str, dict[str, list[float]]] = {}
+    skipped: dict[str, str] = {}
+    for e in s.entries:
+        for r in (e.get("attacks") or {}).get(BENCHMARK_QUANTIZE) or []:
+            if "skipped" in r:
+                skipped[quant_label(r)] = r["skipped"]
+                continue
+            cell = per.setdefault(quant_label(r), {})
+            for k, v in r.items():
+                if k not in ("bits", "group_size", "weight_change") and isinstance(v, (int, float)):
+                    cell.setdefault(k, []).append(float(v))
+    return {lab: {k: mean_std(v) for k, v in cell.items()} for lab, cell in per.items()}, skipped
