@@ -14,8 +14,9 @@ For every strategy (objective GradDiff, full fine-tuning, the world recipe's bat
   ``run_peak_extra_mb`` is the peak of setup + two whole steps (optimizer included) above plain's:
   on a small model the optimizer's first step can set the peak for every strategy.
 
-Usage: ``python benchmarks/strategy_cost.py [--quick] [--steps 6]``; writes
-``benchmarks/results/strategy_cost.json`` and prints a table.
+Usage: ``python benchmarks/strategy_cost.py [--quick] [--steps 6] [--fused]``; writes
+``benchmarks/results/strategy_cost.json`` (``strategy_cost_fused.json`` with ``--fused``: the loop's
+``train.fused_optimizer``) and prints a table.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ STRATEGY_OPTIONS = {
 class Harness:
     """The loop's step (zero grads, strategy, clip, AdamW, after_step) on fixed batches."""
 
-    def __init__(self, model, tokenizer, forget, retain, batch_size: int):
+    def __init__(self, model, tokenizer, forget, retain, batch_size: int, fused: bool = False):
         self.model = model
+        self.fused = fused
         self.objective = OBJECTIVES.build("graddiff", {})
         collate = Collator(tokenizer)
         starts = lambda records: range(0, len(records) - batch_size + 1, batch_size)  # noqa: E731
@@ -77,7 +79,7 @@ class Harness:
         is measured against the machine's speed of that moment (the load drifts)."""
         strategy = STRATEGIES.build(name, STRATEGY_OPTIONS[name])
         strategy.setup(self.params)
-        opt = torch.optim.AdamW(self.params, lr=1e-5)
+        opt = torch.optim.AdamW(self.params, lr=1e-5, fused=True if self.fused else None)
         ratios, times, passes, compute_peak = [], [], 0, None
         for step in range(steps):
             unit = self.pass_time(1) if not profile_last else None
@@ -136,15 +138,20 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--strategies", default=",".join(STRATEGY_OPTIONS))
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "strategy_cost.json"))
+    ap.add_argument("--fused", action="store_true",
+                    help="the loop's train.fused_optimizer: torch's fused AdamW (default: the plain one)")
+    ap.add_argument("--out", default=None, help="default: results/strategy_cost.json "
+                                               "(strategy_cost_fused.json with --fused)")
     args = ap.parse_args()
+    args.out = args.out or str(Path(__file__).parent / "results" /
+                               ("strategy_cost_fused.json" if args.fused else "strategy_cost.json"))
     torch.manual_seed(0)
     spec = QUICK_SPEC if args.quick else DEFAULT_SPEC
     bundle = build_world(spec)
     model, tokenizer = load_model(bundle.full_dir)
     model.train()
     forget, retain = unlearning_data(bundle.world)
-    h = Harness(model, tokenizer, forget, retain, args.batch_size)
+    h = Harness(model, tokenizer, forget, retain, args.batch_size, args.fused)
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
     grad_bytes = sum(p.numel() * p.element_size() for p in h.params)
 
@@ -167,6 +174,7 @@ def main() -> None:
                 "state_mb": r["state_bytes"] / 2**20, "run_peak_extra_mb": (run_peak - base[0]) / 2**20})
     result = {
         "world": "quick" if args.quick else "default", "objective": "graddiff", "batch_size": args.batch_size,
+        "optimizer": "AdamW (fused)" if args.fused else "AdamW",
         "trainable_parameters": sum(p.numel() for p in h.params), "gradient_buffer_mb": grad_bytes / 2**20,
         "torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads(),
         "options": {n: STRATEGY_OPTIONS[n] for n in names}, "strategies": rows,

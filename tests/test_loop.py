@@ -94,6 +94,21 @@ def test_seed_reproduces_and_differs(trained_tiny, tiny_tokenizer, tiny_world):
     assert not torch.equal(pa, pc)
 
 
+def test_fused_optimizer_is_the_same_update_up_to_rounding(trained_tiny, tiny_tokenizer, tiny_world):
+    import copy
+    forget, retain = unlearning_data(tiny_world)
+    runs = [unlearn(copy.deepcopy(trained_tiny), tiny_tokenizer, forget, retain,
+                    build_config({"method": "npo+sam", "train": {"steps": 3, "batch_size": 4, "lr": 1e-3,
+                                                                 "fused_optimizer": fused}}))
+            for fused in (False, True)]
+    moved = 0.0
+    for (n, a), b, w in zip(runs[0].model.named_parameters(), runs[1].model.parameters(),
+                            trained_tiny.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=n)
+        moved = max(moved, float((a - w).abs().max()))
+    assert moved > 1e-3  # the runs did move the weights
+
+
 def test_non_finite_loss_stops_with_step(trained_tiny, tiny_tokenizer, tiny_world, monkeypatch):
     from robust_unlearning.objectives.graddiff import GradDiff
 

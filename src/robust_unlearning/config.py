@@ -34,6 +34,7 @@ class TrainConfig(_Strict):
     grad_accum: int = 1
     lr: float = 1e-5
     weight_decay: float = 0.0
+    fused_optimizer: bool = False  # torch's fused AdamW (faster; rounding differs from the default)
     scheduler: str = "constant"  # any ``transformers.get_scheduler`` name
     warmup_steps: int = 0
     max_grad_norm: float | None = 1.0

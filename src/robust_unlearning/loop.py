@@ -143,7 +143,10 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     retain_stream = (BatchStream(retain, tc.retain_batch_size or tc.batch_size, collate, tc.seed + 1,
                                  name="retain", **shard) if use_retain else None)
     steps = tc.steps or max(1, math.ceil(tc.epochs * len(forget_stream) / tc.grad_accum))
-    optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    # fused: one kernel for the whole update (≈5× faster on the CPU for the world model); its float
+    # rounding differs from the default's, so it is opt-in and recorded results use the default
+    optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay,
+                                  fused=True if tc.fused_optimizer else None)
     scheduler = get_scheduler(tc.scheduler, optimizer, num_warmup_steps=tc.warmup_steps,
                               num_training_steps=steps)
     plain_cls = type(model)
