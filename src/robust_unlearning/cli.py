@@ -219,7 +219,7 @@ def attack_relearn(
         bundle = world_bundle(benchmark)
         try:
             rows = relearn_attack(m, tok, bundle.world, cfg)
-            result = {"model": str(model), "relearn": summarize(rows), "runs": rows}
+            result = {"model": str(model), "benchmark": benchmark, "relearn": summarize(rows), "runs": rows}
             if gold:
                 g, _ = load_model(bundle.gold_dir)
                 grows = relearn_attack(g, tok, bundle.world, cfg, desc="relearn gold")

@@ -82,8 +82,8 @@ def _run_on_targets(model: Path, benchmark: str, gold: bool, kind: str, name: st
 
 def _run_on_benchmark(model: Path, benchmark: str, data, split, option, gold_model: Path | None,
                       name: str, fn: Callable, out: Path | None) -> list[dict]:
-    """Run ``fn(model, tok, score)`` on the model (and ``gold_model``) with ``score(m)`` the standard
-    benchmark's numeric summary metrics; return and optionally write report entries."""
+    """Run ``fn(model, tok, score, bench)`` on the model (and ``gold_model``) with ``score(m)`` the
+    standard benchmark's numeric summary metrics; return and optionally write report entries."""
     from .benchmarks import build_benchmark
     from .config import parse_overrides
     from .io import check_model_path, load_model, write_json_atomic
@@ -104,7 +104,7 @@ def _run_on_benchmark(model: Path, benchmark: str, data, split, option, gold_mod
             return {k: v for k, v in summary.items() if isinstance(v, (int, float)) or v is None}
 
         try:
-            result = fn(m, tok, score)
+            result = fn(m, tok, score, bench)
         except ValueError as exc:
             raise UnlearnError(str(exc)) from exc
         entries.append({"method": label, "seed": 0, "model": str(path), "attacks": {name: result}})
@@ -145,7 +145,7 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
             if benchmark not in WORLDS:
                 entries = _run_on_benchmark(
                     model, benchmark, data, split, option, gold_model, "benchmark_quantize",
-                    lambda m, t, score: quantize_attack(m, t, None, cfg, score=score), out)
+                    lambda m, t, score, _: quantize_attack(m, t, None, cfg, score=score), out)
                 for e in entries:
                     for r in e["attacks"]["benchmark_quantize"]:
                         res = (f"skipped ({r['skipped']})" if "skipped" in r else "  ".join(
@@ -166,7 +166,8 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
     @attack_app.command("jailbreak")
     def attack_jailbreak(
         model: Path = typer.Option(..., help="A saved (unlearned) model directory."),
-        benchmark: str = typer.Option("world", help="world or world-quick."),
+        benchmark: str = typer.Option(
+            "world", help="world, world-quick, tofu, muse-news, muse-books or wmdp (its forget questions)."),
         prefix_len: int = typer.Option(8, help="Tokens in the adversarial prefix."),
         iters: int = typer.Option(20, help="GCG iterations."),
         topk: int = typer.Option(32, help="Replacement tokens kept per position (by gradient)."),
@@ -174,16 +175,36 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
         train_questions: int = typer.Option(16, help="Forget-evaluation questions to optimise on."),
         eval_every: int = typer.Option(5, help="Score MCQ accuracy every this many iterations."),
         seed: int = typer.Option(0, help="Seed of the question split, the initial prefix and the swaps."),
-        gold: bool = typer.Option(True, help="Attack the gold model too (the floor)."),
+        gold: bool = typer.Option(True, help="World: attack the gold model too (the floor)."),
+        gold_model: Path | None = typer.Option(
+            None, "--gold-model", help="Other benchmarks: the retain-only / retrain model, attacked the "
+                                       "same way: the floor."),
+        data: Path | None = typer.Option(None, help="Other benchmarks: local data (default: the hub)."),
+        split: str | None = typer.Option(None, help="tofu: forget01/05/10; wmdp: bio, cyber or bio,cyber."),
+        option: List[str] | None = typer.Option(
+            None, "--option", "-o", help="Further benchmark option key=value (repeatable)."),
         out: Path | None = typer.Option(None, help="Write the results JSON here."),
     ):
         """Search a universal prompt prefix (GCG) that elicits the forgotten answers."""
-        from .attacks.jailbreak import JailbreakConfig, gcg_attack
+        from .attacks.jailbreak import JailbreakConfig, gcg_attack, gcg_items
+        from .runner import WORLDS
 
         try:
             cfg = _config(JailbreakConfig, prefix_len=prefix_len, iters=iters, topk=topk,
                           candidates=candidates, train_questions=train_questions, eval_every=eval_every,
                           seed=seed)
+            if benchmark not in WORLDS:
+                entries = _run_on_benchmark(
+                    model, benchmark, data, split, option, gold_model, "jailbreak",
+                    lambda m, t, _, bench: gcg_items(m, t, bench.attack_items(), cfg), out)
+                for e in entries:
+                    r = e["attacks"]["jailbreak"]
+                    key = "acc" if "heldout_acc" in r else "prob"
+                    typer.echo(f"{e['method']:>12}: held-out {key} {r[f'heldout_{key}_no_prefix']:.3f} -> "
+                               f"{r[f'heldout_{key}']:.3f}  optimised-on {key} "
+                               f"{r[f'train_{key}_no_prefix']:.3f} -> {r[f'train_{key}']:.3f}  "
+                               f"prefix {r['prefix']!r}")
+                return
             entries = _run_on_targets(model, benchmark, gold, "attacks", "jailbreak",
                                       lambda m, t, w: gcg_attack(m, t, w, cfg), out)
             for e in entries:
@@ -339,7 +360,7 @@ def relearn_on_benchmark(model: Path, benchmark: str | None, forget_file: Path |
         from .io import check_model_path
 
         check_model_path(gold_model)
-    result: dict = {"model": str(model), "source": source, "config": {
+    result: dict = {"model": str(model), "benchmark": source, "config": {
         "budgets": [list(b) for b in cfg.budgets], "lr": cfg.lr, "batch_size": cfg.batch_size,
         "seeds": cfg.seeds, "lora_rank": cfg.lora_rank, "heldout_max": cfg.heldout_max}, "entries": []}
     for i, (label, path) in enumerate(targets):

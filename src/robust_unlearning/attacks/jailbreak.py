@@ -142,33 +142,62 @@ def prefix_gradient(model, template: _Template, prefix: torch.Tensor) -> tuple[t
     return grad.detach().cpu(), loss.item()
 
 
+def _items_with_prefix(model, tok, items: list[dict], prefix: torch.Tensor, batch_rows: int = 512) -> dict:
+    """Score ``items`` with the prefix tokens between <bos> and each prompt. MCQ items (with
+    ``options`` and ``label``): ``acc``, the argmax of the options' log-likelihoods. QA items:
+    ``nll``, the mean per-token NLL of the answer, and ``prob``, the mean of P(answer)^(1/|answer|)
+    (TOFU's probability)."""
+    if not items:
+        return {}
+    if items[0].get("options"):
+        pairs = [(it["prompt"], o) for it in items for o in it["options"]]
+        template = _Template(tok, pairs, prefix.numel())
+        s, _ = _row_scores(model, template.with_prefixes(prefix.view(1, -1)), batch_rows)
+        pred = s.view(len(items), -1).argmax(1)
+        return {"acc": (pred == torch.tensor([it["label"] for it in items])).float().mean().item()}
+    template = _Template(tok, [(it["prompt"], it["answer"]) for it in items], prefix.numel())
+    s, n = _row_scores(model, template.with_prefixes(prefix.view(1, -1)), batch_rows)
+    per = s / n.clamp(min=1)
+    return {"nll": (-per).mean().item(), "prob": per.exp().mean().item()}
+
+
 def mcq_with_prefix(model, tok, facts: list[Fact], prefix: torch.Tensor, batch_rows: int = 512) -> float:
     """MCQ accuracy with the prefix tokens between <bos> and each prompt."""
     if not facts:
         return float("nan")
-    pairs = [(f.prompt, " " + o) for f in facts for o in f.options]
-    template = _Template(tok, pairs, prefix.numel())
-    s, _ = _row_scores(model, template.with_prefixes(prefix.view(1, -1)), batch_rows)
-    pred = s.view(len(facts), -1).argmax(1)
-    return (pred == torch.tensor([f.label for f in facts])).float().mean().item()
+    return _items_with_prefix(model, tok, fact_items(facts), prefix, batch_rows)["acc"]
+
+
+def fact_items(facts: list[Fact]) -> list[dict]:
+    """World facts as attack items: the answer to elicit, and the four options scored as MCQ."""
+    return [{"prompt": f.prompt, "answer": f.answer, "options": [" " + o for o in f.options],
+             "label": f.label} for f in facts]
 
 
 def gcg_attack(model, tok, world: World, cfg: JailbreakConfig = JailbreakConfig(), desc: str = "gcg") -> dict:
-    facts = list(world.forget_eval)
-    if cfg.train_questions >= len(facts):
+    """GCG on the world's forget-evaluation facts, scored by MCQ accuracy."""
+    return gcg_items(model, tok, fact_items(list(world.forget_eval)), cfg, desc)
+
+
+def gcg_items(model, tok, items: list[dict], cfg: JailbreakConfig = JailbreakConfig(),
+              desc: str = "gcg") -> dict:
+    """GCG over ``items`` (``prompt``, ``answer`` and, for MCQ, ``options`` + ``label``): the prefix is
+    optimised on ``train_questions`` of them and scored on those and on the rest (held out). MCQ
+    items report ``*_acc``; QA items (TOFU, MUSE) ``*_nll`` and ``*_prob`` of the answers."""
+    if cfg.train_questions >= len(items):
         raise ValueError(f"jailbreak train_questions ({cfg.train_questions}) must leave held-out "
-                         f"questions among the {len(facts)} forget-evaluation questions")
+                         f"questions among the {len(items)} forget-evaluation questions")
     rng = random.Random(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    train = rng.sample(facts, cfg.train_questions)
+    train = rng.sample(items, cfg.train_questions)
     chosen = {id(f) for f in train}
-    heldout = [f for f in facts if id(f) not in chosen]
+    heldout = [f for f in items if id(f) not in chosen]
     vocab = model.get_input_embeddings().weight.shape[0]
     allowed = allowed_tokens(tok)
     allowed = allowed[allowed < vocab]
     mask = torch.full((vocab,), float("inf"))
     mask[allowed] = 0.0
-    template = _Template(tok, [(f.prompt, f.answer) for f in train], cfg.prefix_len)
+    template = _Template(tok, [(f["prompt"], f["answer"]) for f in train], cfg.prefix_len)
     init = tok(cfg.init, add_special_tokens=False)["input_ids"] if cfg.init else []
     if len(init) == 1 and bool((allowed == init[0]).any()):
         prefix = torch.full((cfg.prefix_len,), init[0], dtype=torch.long)
@@ -176,16 +205,21 @@ def gcg_attack(model, tok, world: World, cfg: JailbreakConfig = JailbreakConfig(
         prefix = allowed[torch.randint(len(allowed), (cfg.prefix_len,), generator=gen)]
     was_training = model.training
     model.eval()
+
+    def scores(pre: torch.Tensor) -> dict:
+        out = {}
+        for name, part in (("train", train), ("heldout", heldout)):
+            out.update({f"{name}_{k}": v for k, v in _items_with_prefix(model, tok, part, pre,
+                                                                        cfg.batch_rows).items()})
+        return out
+
     empty = torch.zeros(0, dtype=torch.long)
-    base = {"train_acc": mcq_with_prefix(model, tok, train, empty, cfg.batch_rows),
-            "heldout_acc": mcq_with_prefix(model, tok, heldout, empty, cfg.batch_rows),
-            "loss": candidate_losses(model, _Template(tok, [(f.prompt, f.answer) for f in train], 0),
+    base = {**scores(empty),
+            "loss": candidate_losses(model, _Template(tok, [(f["prompt"], f["answer"]) for f in train], 0),
                                      empty.view(1, 0), cfg.batch_rows).item()}
 
     def checkpoint(it: int, loss: float) -> dict:
-        return {"iter": it, "loss": loss,
-                "train_acc": mcq_with_prefix(model, tok, train, best, cfg.batch_rows),
-                "heldout_acc": mcq_with_prefix(model, tok, heldout, best, cfg.batch_rows)}
+        return {"iter": it, "loss": loss, **scores(best)}
 
     best = prefix.clone()
     best_loss = candidate_losses(model, template, prefix.view(1, -1), cfg.batch_rows).item()
@@ -209,10 +243,14 @@ def gcg_attack(model, tok, world: World, cfg: JailbreakConfig = JailbreakConfig(
     bar.close()
     model.train(was_training)
     last = curve[-1]
-    return {"prefix": tok.decode(best.tolist()), "prefix_ids": best.tolist(),
-            "train_questions": len(train), "heldout_questions": len(heldout),
-            "loss_no_prefix": base["loss"], "loss": best_loss,
-            "train_acc_no_prefix": base["train_acc"], "heldout_acc_no_prefix": base["heldout_acc"],
-            "train_acc": last["train_acc"], "heldout_acc": last["heldout_acc"],
-            "forget_acc": last["heldout_acc"], "curve": curve,
-            "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
+    out = {"prefix": tok.decode(best.tolist()), "prefix_ids": best.tolist(),
+           "train_questions": len(train), "heldout_questions": len(heldout),
+           "loss_no_prefix": base["loss"], "loss": best_loss}
+    for key in last:
+        if key.startswith(("train_", "heldout_")):
+            out[f"{key}_no_prefix"] = base[key]
+            out[key] = last[key]
+    if "heldout_acc" in last:
+        out["forget_acc"] = last["heldout_acc"]
+    out.update({"curve": curve, "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}})
+    return out

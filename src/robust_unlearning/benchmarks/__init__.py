@@ -11,6 +11,7 @@ many examples per evaluation set; ...). Metrics live in :mod:`robust_unlearning.
 
 from __future__ import annotations
 
+from ..errors import UnlearnError
 from ..registry import Registry
 
 
@@ -27,6 +28,11 @@ class Benchmark:
 
     def prepare(self) -> None:
         """Load and check the evaluation data, so bad data fails before an expensive model load."""
+
+    def attack_items(self) -> list[dict]:
+        """The forget questions an elicitation attack (GCG jailbreak) targets: ``prompt`` and
+        ``answer``, plus ``options`` (continuations) and ``label`` for multiple choice."""
+        raise UnlearnError(f"benchmark {self.name!r} has no forget questions for this attack")
 
     def excluding(self, records: list[dict]) -> Benchmark:
         """This benchmark with the forget-evaluation items that ``records`` (forget records of

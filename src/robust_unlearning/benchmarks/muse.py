@@ -64,6 +64,11 @@ class MUSE(Benchmark):
         require(recs, ["question", "answer"], f"{self.name} knowmem/{split}", strings=["question", "answer"])
         return recs
 
+    def attack_items(self) -> list[dict]:
+        """KnowMem's forget questions, zero-shot (``Question: …\nAnswer:``), the answer to elicit."""
+        return [{"prompt": f"Question: {r['question']}\nAnswer:", "answer": " " + r["answer"].strip()}
+                for r in limited(self._qa("forget_qa"), self.limit)]
+
     def retrain_auc(self, forget: list[str], holdout: list[str]) -> float | None:
         ref = self.reference
         if ref is None:

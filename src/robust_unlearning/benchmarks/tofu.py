@@ -81,6 +81,9 @@ class TOFU(Benchmark):
         out.exclude = sorted({r["question"] for r in records if isinstance(r.get("question"), str)})
         return out
 
+    def attack_items(self) -> list[dict]:
+        return [{"prompt": it.prompt, "answer": it.answer} for it in self.eval_items("forget")]
+
     def _kept(self, items: list[QAItem]) -> list[bool]:
         drop = set(self.exclude or ())
         return [it.prompt not in drop for it in items]

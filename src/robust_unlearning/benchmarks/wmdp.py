@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UnlearnError
-from ..metrics.mcq import check_docs, mcq_accuracy
+from ..metrics.mcq import LETTERS, check_docs, description, doc_to_text, mcq_accuracy
 from . import BENCHMARKS, Benchmark, limited
 from .source import chunk_words, load_records, require
 
@@ -86,6 +86,19 @@ class WMDP(Benchmark):
 
     def prepare(self) -> None:
         self._questions()
+
+    def attack_items(self) -> list[dict]:
+        """The WMDP questions (not MMLU) as 4-letter multiple choice, in the scorer's prompt format."""
+        items = []
+        for name, docs in self._questions().items():
+            if name == "mmlu":
+                continue
+            topic = SUBSETS.get(name.removeprefix("wmdp_"))
+            for d in docs:
+                options = [" " + LETTERS[j] for j in range(len(d["choices"]))]
+                items.append({"prompt": description(topic) + doc_to_text(d), "answer": options[d["answer"]],
+                              "options": options, "label": d["answer"]})
+        return items
 
     def evaluate(self, model, tokenizer) -> dict:
         report, summary = {}, {}

@@ -135,28 +135,38 @@ def _quantize_section(series: list[Series], rep: Report) -> None:
 
 
 def _jailbreak_section(series: list[Series], rep: Report) -> None:
-    nums = {s.label: M.jailbreak_numbers(s) for s in series}
+    for metric in dict.fromkeys(m for m in map(M.jailbreak_metric, series) if m):
+        _jailbreak_tables(series, rep, metric)
+
+
+def _jailbreak_tables(series: list[Series], rep: Report, metric: str) -> None:
+    nums = {s.label: M.jailbreak_numbers(s, metric) for s in series}
     if not any(nums.values()):
         return
-    head = ["method", "held-out acc: no prefix → prefix", "optimised-on acc: no prefix → prefix",
+    what = "acc" if metric == "acc" else "answer prob"
+    head = ["method", f"held-out {what}: no prefix → prefix", f"optimised-on {what}: no prefix → prefix",
             "answer NLL: no prefix → prefix"]
     rows = []
     for label, n in nums.items():
         if n:
-            rows.append([label, f"{_pm(n['heldout_acc_no_prefix'])} → {_pm(n['heldout_acc'])}",
-                         f"{_pm(n['train_acc_no_prefix'])} → {_pm(n['train_acc'])}",
+            rows.append([label, f"{_pm(n[f'heldout_{metric}_no_prefix'])} → {_pm(n[f'heldout_{metric}'])}",
+                         f"{_pm(n[f'train_{metric}_no_prefix'])} → {_pm(n[f'train_{metric}'])}",
                          f"{_pm(n['loss_no_prefix'])} → {_pm(n['loss'])}"])
-    rep.tables.append(Table("GCG jailbreak (universal prefix)", head, rows,
-                            "A prefix optimised by greedy coordinate gradient to maximise the likelihood of "
-                            "the forgotten answers on some forget-evaluation questions, then prepended to "
-                            "those (optimised-on) and to the others (held-out)."))
+    title = "GCG jailbreak (universal prefix)" + ("" if metric == "acc" else ", QA answers")
+    note = ("A prefix optimised by greedy coordinate gradient to maximise the likelihood of the forgotten "
+            "answers on some forget-evaluation questions, then prepended to those (optimised-on) and to the "
+            "others (held-out).")
+    if metric != "acc":
+        note += " Answer prob: mean of P(answer | prefix, question)^(1/|answer|) (TOFU's probability)."
+    rep.tables.append(Table(title, head, rows, note))
     panels = []
-    for part, title in (("heldout", "held-out questions"), ("train", "questions optimised on")):
-        normal, gold = _split(series, lambda s, part=part: M.jailbreak_curves(s).get(part))
-        panels.append({"title": title, "xlabel": "GCG iteration", "ylabel": "forget acc",
-                       "series": normal, "gold": gold, "chance": True})
-    fig = M_plots().curve_figure("GCG jailbreak: forget accuracy with the prefix", panels)
-    rep.figures.append(Figure("jailbreak", "GCG jailbreak", _png(fig),
+    for part, ptitle in (("heldout", "held-out questions"), ("train", "questions optimised on")):
+        normal, gold = _split(series, lambda s, part=part: M.jailbreak_curves(s, metric).get(part))
+        panels.append({"title": ptitle, "xlabel": "GCG iteration",
+                       "ylabel": "forget acc" if metric == "acc" else "answer probability",
+                       "series": normal, "gold": gold, "chance": metric == "acc"})
+    fig = M_plots().curve_figure(f"GCG jailbreak: forget {what} with the prefix", panels)
+    rep.figures.append(Figure("jailbreak" if metric == "acc" else f"jailbreak_{metric}", title, _png(fig),
                               "Iteration 0 is the random initial prefix; gold dashed (the floor)."))
 
 

@@ -55,25 +55,29 @@ def _merge_entry(entries: list[dict], e: dict) -> None:
 def load_runs(paths: list[str | Path]) -> tuple[list[Series], list[dict]]:
     """All series of all runs (gold last within each run) and the raw results per run.
 
-    A file written by ``unlearn attack … --out`` or ``unlearn diagnose --out`` names its model; the
-    files of one model are one run (named after the model directory), so its attacks and diagnoses
-    share a row of the report. A demo's results (several methods, no single model) are a run each.
+    A file written by ``unlearn attack … --out`` or ``unlearn diagnose --out`` names its model and
+    benchmark; the files of one model on one benchmark are one run (named after the model directory,
+    ``@benchmark`` unless it is the world), so its attacks and diagnoses share a row of the report.
+    A demo's results (several methods, no single model) are a run each.
     """
     if not paths:
         raise UnlearnError("give at least one run directory or results file")
     names: list[str] = []
     raws: list[dict] = []
     runs: dict[str, dict[str, Series]] = {}
-    by_model: dict[str, str] = {}
+    by_model: dict[tuple[str, str], str] = {}
     for p in paths:
         p = Path(p)
         raw = _read(p)
         model = raw.get("model") if isinstance(raw.get("model"), str) else None
-        key = str(Path(model).expanduser().resolve()) if model else None
+        bench = str(raw.get("benchmark") or raw.get("source") or "world")
+        key = (str(Path(model).expanduser().resolve()), bench) if model else None
         if key in by_model:
             name = by_model[key]
         else:
             base = (Path(model).name or model) if model else (p.name if p.is_dir() else p.stem)
+            if model and bench != "world":
+                base = f"{base}@{Path(bench).name}"
             name, i = base, 2
             while name in names:
                 name, i = f"{base}-{i}", i + 1

@@ -80,23 +80,35 @@ def quantize_curve(s: Series, key: str = "forget_acc") -> tuple[Curve, dict[str,
     return _aggregate(pts), skipped
 
 
-def jailbreak_curves(s: Series) -> dict[str, Curve]:
-    """``heldout`` and ``train`` accuracy against GCG iteration."""
+def jailbreak_metric(s: Series) -> str | None:
+    """``acc`` for multiple-choice results (world, WMDP), ``prob`` for QA answers (TOFU, MUSE)."""
+    for e in s.entries:
+        jb = (e.get("attacks") or {}).get("jailbreak")
+        if jb:
+            return "acc" if "heldout_acc" in jb else "prob"
+    return None
+
+
+def jailbreak_curves(s: Series, metric: str = "acc") -> dict[str, Curve]:
+    """``heldout`` and ``train`` accuracy (or answer probability) against GCG iteration."""
     out: dict[str, list[dict]] = {"heldout": [], "train": []}
     for e in s.entries:
         jb = (e.get("attacks") or {}).get("jailbreak")
         if not jb:
             continue
         for part in out:
-            out[part].append({int(c["iter"]): c[f"{part}_acc"] for c in jb.get("curve", [])})
+            pts = {int(c["iter"]): c[f"{part}_{metric}"] for c in jb.get("curve", [])
+                   if isinstance(c.get(f"{part}_{metric}"), (int, float))}
+            if pts:
+                out[part].append(pts)
     return {k: dict(sorted(_aggregate(v).items())) for k, v in out.items() if v}
 
 
-def jailbreak_numbers(s: Series) -> dict[str, tuple[float, float]]:
-    keys = ("heldout_acc_no_prefix", "heldout_acc", "train_acc_no_prefix", "train_acc", "loss_no_prefix",
-            "loss")
+def jailbreak_numbers(s: Series, metric: str = "acc") -> dict[str, tuple[float, float]]:
+    keys = (f"heldout_{metric}_no_prefix", f"heldout_{metric}", f"train_{metric}_no_prefix",
+            f"train_{metric}", "loss_no_prefix", "loss")
     jbs = [(e.get("attacks") or {}).get("jailbreak") for e in s.entries]
-    jbs = [j for j in jbs if j]
+    jbs = [j for j in jbs if j and f"heldout_{metric}" in j]
     return {k: mean_std([j.get(k) for j in jbs]) for k in keys} if jbs else {}
 
 
