@@ -81,7 +81,8 @@ def _run_on_targets(model: Path, benchmark: str, gold: bool, kind: str, name: st
 
 
 def _run_on_benchmark(model: Path, benchmark: str, data, split, option, gold_model: Path | None,
-                      name: str, fn: Callable, out: Path | None) -> list[dict]:
+                      name: str, fn: Callable, out: Path | None, kind: str = "attacks",
+                      check: Callable | None = None) -> list[dict]:
     """Run ``fn(model, tok, score, bench)`` on the model (and ``gold_model``) with ``score(m)`` the
     standard benchmark's numeric summary metrics; return and optionally write report entries."""
     from .benchmarks import build_benchmark
@@ -89,7 +90,7 @@ def _run_on_benchmark(model: Path, benchmark: str, data, split, option, gold_mod
     from .io import check_model_path, load_model, write_json_atomic
 
     bench = build_benchmark(benchmark, data, split, parse_overrides(option or []))
-    bench.prepare()  # bad data fails before a model is loaded
+    (check or (lambda b: b.prepare()))(bench)  # bad data fails before a model is loaded
     first = load_model(model)
     if gold_model is not None:
         check_model_path(gold_model)
@@ -107,7 +108,7 @@ def _run_on_benchmark(model: Path, benchmark: str, data, split, option, gold_mod
             result = fn(m, tok, score, bench)
         except ValueError as exc:
             raise UnlearnError(str(exc)) from exc
-        entries.append({"method": label, "seed": 0, "model": str(path), "attacks": {name: result}})
+        entries.append({"method": label, "seed": 0, "model": str(path), kind: {name: result}})
         del m
     if out:
         write_json_atomic(out, {"benchmark": benchmark, "model": str(model), "entries": entries})
@@ -243,7 +244,8 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
     @app.command()
     def diagnose(
         model: Path = typer.Option(..., help="A saved (unlearned) model directory."),
-        benchmark: str = typer.Option("world", help="world or world-quick."),
+        benchmark: str = typer.Option(
+            "world", help="world, world-quick, tofu, muse-news, muse-books or wmdp (its forget records)."),
         what: str = typer.Option("sharpness,landscape", help="sharpness and/or landscape."),
         rho: float = typer.Option(0.05, help="Sharpness: L2 radius of the weight perturbation."),
         pgd_steps: int = typer.Option(5, help="Sharpness: projected gradient steps."),
@@ -253,8 +255,16 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
         points: int = typer.Option(21, help="Landscape: points of the 1-D curve."),
         points_2d: int = typer.Option(11, help="Landscape: points per axis of the 2-D grid."),
         two_d: bool = typer.Option(True, help="Landscape: also the 2-D grid."),
-        samples: int = typer.Option(64, help="Forget-evaluation QA pairs in the forget loss."),
-        gold: bool = typer.Option(True, help="Diagnose the gold model too (the floor)."),
+        samples: int = typer.Option(64, help="Forget-evaluation QA pairs (other benchmarks: forget records) "
+                                             "in the forget loss."),
+        gold: bool = typer.Option(True, help="World: diagnose the gold model too (the floor)."),
+        gold_model: Path | None = typer.Option(
+            None, "--gold-model", help="Other benchmarks: the retain-only / retrain model, diagnosed the "
+                                       "same way: the floor."),
+        data: Path | None = typer.Option(None, help="Other benchmarks: local data (default: the hub)."),
+        split: str | None = typer.Option(None, help="tofu: forget01/05/10; wmdp: bio, cyber or bio,cyber."),
+        option: List[str] | None = typer.Option(
+            None, "--option", "-o", help="Further benchmark option key=value (repeatable)."),
         out: Path | None = typer.Option(None, help="Write the results JSON here."),
     ):
         """Sharpness of the forget loss (PGD, random directions, top Hessian eigenvalue) and its landscape."""
@@ -279,7 +289,14 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
                     res["landscape"] = landscape(m, t, w, lcfg)
                 return res
 
-            entries = _run_on_targets(model, benchmark, gold, "diagnostics", "all", run_all, None)
+            from .runner import WORLDS
+
+            if benchmark in WORLDS:
+                entries = _run_on_targets(model, benchmark, gold, "diagnostics", "all", run_all, None)
+            else:  # the loss of the benchmark's forget records (its unlearning data)
+                entries = _run_on_benchmark(model, benchmark, data, split, option, gold_model, "all",
+                                            lambda m, t, _, bench: run_all(m, t, bench.unlearning_data()[0]),
+                                            None, kind="diagnostics", check=lambda b: b.unlearning_data())
             for e in entries:
                 e["diagnostics"] = e["diagnostics"]["all"]
                 s = e["diagnostics"].get("sharpness")

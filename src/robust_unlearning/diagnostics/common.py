@@ -14,8 +14,17 @@ from ..world.benchmark import qa_records
 from ..world.generator import World
 
 
-def forget_batch(tokenizer, world: World, max_samples: int | None = 64, seed: int = 0) -> dict:
-    """The forget-evaluation QA pairs (answer tokens are targets), at most ``max_samples``."""
+def forget_batch(tokenizer, world: World | list[dict], max_samples: int | None = 64, seed: int = 0,
+                 max_length: int = 256) -> dict:
+    """The forget-evaluation QA pairs of a world (answer tokens are targets), or forget records of a
+    benchmark or file (``text`` or ``question`` + ``answer``), at most ``max_samples``."""
+    if isinstance(world, list):
+        records = world
+        if max_samples is not None and len(records) > max_samples:
+            records = random.Random(seed).sample(records, max_samples)
+        if not records:
+            raise ValueError("the forget set is empty")
+        return Collator(tokenizer, max_length)(records)
     facts = list(world.forget_eval)
     if max_samples is not None and len(facts) > max_samples:
         facts = random.Random(seed).sample(facts, max_samples)

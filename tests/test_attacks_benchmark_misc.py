@@ -1,4 +1,4 @@
-"""The quantization attack scored by a standard benchmark's metrics (TOFU fixture), and its report."""
+"""Quantization attack and diagnostics scored on a standard benchmark (TOFU fixture), and their report."""
 
 from __future__ import annotations
 
@@ -49,3 +49,27 @@ def test_cli_quantize_benchmark_bad_data_fails_before_the_model(tmp_path):
                                    "tofu", "--data", str(tmp_path / "missing"), "--out", str(out)])
     assert res.exit_code == 2 and res.output.startswith("error: data path not found"), res.output
     assert not out.exists()
+
+
+def test_cli_diagnose_on_tofu_forget_records(tmp_path, model_dir):  # noqa: F811
+    """Sharpness and landscape of the loss on the benchmark's forget records, model and gold."""
+    from robust_unlearning.diagnostics.common import forget_batch, forget_loss_fn
+
+    data = write_tofu(tmp_path / "tofu")
+    out = tmp_path / "d.json"
+    res = CliRunner().invoke(app, ["diagnose", "--model", str(model_dir), "--benchmark", "tofu", "--data",
+                                   str(data), "--power-iters", "3", "--points", "5", "--points-2d", "3",
+                                   "--gold-model", str(model_dir), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    entries = json.loads(out.read_text())["entries"]
+    assert [e["method"] for e in entries] == ["model", "gold"]
+    s = entries[0]["diagnostics"]["sharpness"]
+    # the loss diagnosed is the NLL of TOFU's forget QA pairs (answers as targets)
+    m, tok = load_model(model_dir)
+    forget, _ = build_benchmark("tofu", data).unlearning_data()
+    want = forget_loss_fn(m, forget_batch(tok, forget))().item()
+    assert s["loss"] == pytest.approx(want, rel=1e-5)
+    assert s["pgd_decrease"] >= 0
+    assert len(entries[0]["diagnostics"]["landscape"]["one_d"]["losses"]) == 5
+    rep = collect([out])
+    assert any(t.title.startswith("Sharpness") for t in rep.tables)
