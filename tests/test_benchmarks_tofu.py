@@ -186,6 +186,37 @@ def test_demo_on_tofu_data(tmp_path, model_dir):
     assert bad.exit_code == 2 and "needs --model" in bad.output
 
 
+def test_demo_on_tofu_attacks_every_method_and_gold(tmp_path, model_dir):
+    from robust_unlearning.cli import app
+    from robust_unlearning.report.build import collect
+
+    (tmp_path / "recipe.yaml").write_text("defaults:\n  train: {steps: 1, batch_size: 2, lr: 1.0e-3}\n")
+    root = write_tofu(tmp_path / "tofu")
+    base = ["demo", "--benchmark", "tofu", "--model", str(model_dir), "--data", str(root), "--recipe",
+            str(tmp_path / "recipe.yaml"), "--methods", "npo", "--out", str(tmp_path / "demo"), "-o",
+            "generate=false"]
+    res = CliRunner().invoke(app, [*base, "--budgets", "1x2", "--draws", "2", "--attacks",
+                                   "relearn,quantize,sharpness", "--gold-model", str(model_dir)])
+    assert res.exit_code == 0, res.output
+    entries = json.loads((tmp_path / "demo" / "results.json").read_text())["entries"]
+    assert [e["method"] for e in entries] == ["original", "npo", "gold"]
+    for e in entries[1:]:
+        rows = e["attacks"]["benchmark_relearn"]
+        assert [(r["samples"], r["steps"], r["draws"]) for r in rows] == [(1, 0, 2), (1, 2, 2)]
+        assert "forget_probability" in rows[1] and "heldout_forget_nll" in rows[1]
+        assert e["attacks"]["benchmark_quantize"][0]["scheme"] == "none"
+        assert e["diagnostics"]["sharpness"]["loss"] > 0
+    md = (tmp_path / "demo" / "report.md").read_text()
+    assert "held-out forget NLL @ 1×2" in md and "| gold |" in md
+    titles = {t.title for t in collect([tmp_path / "demo"]).tables}
+    assert {"Relearning on the benchmark", "Quantization attack on the benchmark"} <= titles
+    for extra, message in (("incontext", "world only"), ("fgsm", "unknown attack")):
+        bad = CliRunner().invoke(app, [*base, "--attacks", extra])
+        assert bad.exit_code == 2 and message in bad.output, bad.output
+    bad = CliRunner().invoke(app, [*base, "--budgets", "3x1"])
+    assert bad.exit_code == 2 and "leaves no held-out forget record" in bad.output
+
+
 def test_single_file_path_only_stands_for_its_own_set(tmp_path):
     root = write_tofu(tmp_path / "tofu")
     bench = build_benchmark("tofu", root / "forget10_perturbed.json")

@@ -56,6 +56,11 @@ def demo(
     data: Path | None = typer.Option(None, help="Standard benchmarks: local data (default: the hub)."),
     split: str | None = typer.Option(None, help="Standard benchmarks: tofu forget10, wmdp bio,cyber, ..."),
     recipe_file: Path | None = typer.Option(None, "--recipe", help="Standard benchmarks: method recipe."),
+    gold_model: str | None = typer.Option(
+        None, "--gold-model", help="Standard benchmarks: a model that never learnt the forget set (TOFU's "
+                                   "retain-only, MUSE's retrain model), evaluated and attacked as 'gold'."),
+    option: List[str] | None = typer.Option(
+        None, "--option", "-o", help="Standard benchmarks: further benchmark option key=value (repeatable)."),
 ):
     """Build the world, unlearn with several methods, attack them, and compare with the gold model."""
     from .attacks.relearn import RelearnConfig
@@ -64,13 +69,37 @@ def demo(
 
     try:
         if benchmark not in ("world", "world-quick"):
+            from .attacks.relearn_benchmark import BenchmarkRelearnConfig
+            from .attacks.suite import parse_extras
             from .benchmarks.demo import run_benchmark_demo
 
             if model is None:
                 raise UnlearnError(f"--benchmark {benchmark} needs --model (the model to unlearn)")
             method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+            att: dict = {}
+            if budgets:
+                att["budgets"] = parse_budgets(budgets)
+            if attack_lr is not None:
+                att["lr"] = attack_lr
+            if draws is not None:
+                if draws < 1:
+                    raise UnlearnError("--draws must be at least 1")
+                att["seeds"] = list(range(draws))
+            try:
+                relearn_cfg = BenchmarkRelearnConfig(**att)
+                extras = parse_extras(attacks)
+                # step 0 (the unattacked model, each draw's held-out set): where recovery starts
+                relearn_cfg.budgets = sorted({*relearn_cfg.budgets,
+                                              *((k, 0) for k, _ in relearn_cfg.budgets)})
+            except ValueError as exc:
+                raise UnlearnError(str(exc)) from exc
+            if "incontext" in extras:
+                raise UnlearnError("the in-context attack runs on the world only (it needs persons' facts)")
+            from .config import parse_overrides
+
             run_benchmark_demo(benchmark, model, method_list, parse_seeds(seeds), out, data, split,
-                               recipe=recipe_file, log=typer.echo)
+                               options=parse_overrides(option or []), recipe=recipe_file, log=typer.echo,
+                               attack=relearn_cfg, extras=extras, gold=gold_model)
             return
         quick = quick or benchmark == "world-quick"
         recipe = load_recipe("world")

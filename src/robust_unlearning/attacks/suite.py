@@ -50,3 +50,39 @@ def run_extras(model, tokenizer, world, names: list[str], quick: bool = False) -
         else:
             raise ValueError(f"unknown attack or diagnostic {name!r}; known: {', '.join(EXTRAS)}")
     return attacks, diagnostics
+
+
+def run_benchmark_extras(model, tokenizer, bench, names: list[str]) -> tuple[dict, dict]:
+    """The same on a standard benchmark (TOFU, MUSE, WMDP): quantization scored by the benchmark's
+    summary metrics (stored as ``benchmark_quantize``), GCG on its forget questions, and the
+    diagnostics on its forget records. The in-context attack needs the world's persons."""
+    attacks: dict = {}
+    diagnostics: dict = {}
+    for name in names:
+        if name == "quantize":
+            from .quantize import QuantizeConfig, quantize_attack
+
+            def score(m):
+                summary = bench.evaluate(m, tokenizer)["summary"]
+                return {k: v for k, v in summary.items() if isinstance(v, (int, float)) or v is None}
+
+            attacks["benchmark_quantize"] = quantize_attack(model, tokenizer, None, QuantizeConfig(),
+                                                            score=score)
+        elif name == "jailbreak":
+            from .jailbreak import JailbreakConfig, gcg_items
+
+            attacks[name] = gcg_items(model, tokenizer, bench.attack_items(), JailbreakConfig())
+        elif name in DIAGNOSTICS:
+            forget = bench.unlearning_data()[0]
+            if name == "sharpness":
+                from ..diagnostics.sharpness import SharpnessConfig, sharpness
+
+                diagnostics[name] = sharpness(model, tokenizer, forget, SharpnessConfig())
+            else:
+                from ..diagnostics.landscape import LandscapeConfig, landscape
+
+                diagnostics[name] = landscape(model, tokenizer, forget, LandscapeConfig())
+        else:
+            raise ValueError(f"{name!r} runs on the world only; on a benchmark: relearn, quantize, "
+                             "jailbreak, sharpness, landscape")
+    return attacks, diagnostics
