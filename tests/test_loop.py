@@ -109,6 +109,32 @@ def test_fused_optimizer_is_the_same_update_up_to_rounding(trained_tiny, tiny_to
     assert moved > 1e-3  # the runs did move the weights
 
 
+def test_eval_every_logs_scores_and_leaves_training_unchanged(trained_tiny, tiny_tokenizer, tiny_world):
+    from robust_unlearning.runner import _evaluator
+
+    forget, retain = unlearning_data(tiny_world)
+    plain = unlearn(copy.deepcopy(trained_tiny), tiny_tokenizer, forget, retain, _cfg("graddiff+sam"))
+    calls = []
+
+    def score(m):
+        calls.append(m.training)
+        return _evaluator(tiny_tokenizer, forget, retain, None)(m)
+
+    watched = unlearn(copy.deepcopy(trained_tiny), tiny_tokenizer, forget, retain,
+                      _cfg("graddiff+sam", eval_every=3), evaluate_fn=score)
+    assert [e["step"] for e in watched.log if "eval" in e] == [3, 4]  # every 3 steps and the last
+    assert calls == [False, False]  # scored in eval mode
+    first, last = (e["eval"] for e in watched.log if "eval" in e)
+    assert last["forget_nll"] > first["forget_nll"] > _evaluator(tiny_tokenizer, forget, retain, None)(
+        trained_tiny)["forget_nll"]  # forgetting, step by step
+    for a, b in zip(plain.model.parameters(), watched.model.parameters(), strict=True):
+        assert torch.equal(a, b)  # scoring does not disturb the run
+    # the world evaluator scores MCQ accuracy
+    bundle = type("Bundle", (), {"world": tiny_world})
+    world_scores = _evaluator(tiny_tokenizer, forget, retain, bundle)(trained_tiny)
+    assert set(world_scores) == {"forget_acc", "retain_acc"}
+
+
 def test_non_finite_loss_stops_with_step(trained_tiny, tiny_tokenizer, tiny_world, monkeypatch):
     from robust_unlearning.objectives.graddiff import GradDiff
 

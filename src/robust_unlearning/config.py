@@ -43,6 +43,7 @@ class TrainConfig(_Strict):
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # bf16/fp16 keep float32 master weights
     max_length: int = 256
     gradient_checkpointing: bool = False  # recompute activations in backward (less memory, ~1/3 slower)
+    eval_every: PositiveInt | None = None  # score the model every N steps (and at the end) into the log
     checkpoint_every: PositiveInt | None = None  # save a resumable checkpoint every N optimizer steps
     checkpoint_dir: str | None = None  # default for `unlearn run`: <output_dir>.checkpoints; a run
     # without --resume clears the checkpoints it finds there

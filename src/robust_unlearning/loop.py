@@ -49,6 +49,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -83,7 +84,12 @@ class UnlearnResult:
 
 def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg: RunConfig,
             metrics_path: Path | None = None, desc: str | None = None,
-            resume: bool = False) -> UnlearnResult:
+            resume: bool = False,
+            evaluate_fn: Callable[[torch.nn.Module], dict] | None = None) -> UnlearnResult:
+    """``evaluate_fn(model) -> {name: value}``: with ``train.eval_every``, called every that many steps
+    and after the last (under no_grad, the model in eval mode, on every process), its values stored
+    as ``eval`` in that step's log entry: the course of forgetting during training. It sees the
+    current iterate (for ``wa``, not yet the average)."""
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, DistributedType, set_seed
     from transformers import get_scheduler
@@ -300,6 +306,12 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
             entry = {"step": step + 1, **{k: v for k, v in stats.items() if v is not None},
                      "grad_norm": grad_norm, "lr": ctx.lr, "passes": ctx.passes,
                      **param.step_stats(model)}
+            if evaluate_fn is not None and tc.eval_every and ((step + 1) % tc.eval_every == 0
+                                                               or step + 1 == steps):
+                model.eval()
+                with torch.no_grad():
+                    entry["eval"] = evaluate_fn(accelerator.unwrap_model(model))
+                model.train()
             log.append(entry)
             if metrics_file:
                 metrics_file.write(json.dumps(entry) + "\n")

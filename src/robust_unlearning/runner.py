@@ -81,12 +81,13 @@ def run_config(path: str | Path, overrides: list[str], log=print, resume: bool =
         found = latest(cfg.train.checkpoint_dir)
         log(f"resuming from {found}" if found else
             f"no checkpoint in {cfg.train.checkpoint_dir}; starting from step 0")
+    evaluate_fn = _evaluator(tokenizer, forget, retain, bundle) if cfg.train.eval_every else None
     if not PartialState(cpu=cpu_only()).is_main_process:  # other processes train along and write nothing
-        unlearn(model, tokenizer, forget, retain, cfg, resume=resume)
+        unlearn(model, tokenizer, forget, retain, cfg, resume=resume, evaluate_fn=evaluate_fn)
         return out
     with atomic_dir(out) as tmp:
         result = unlearn(model, tokenizer, forget, retain, cfg, metrics_path=tmp / "metrics.jsonl",
-                         resume=resume)
+                         resume=resume, evaluate_fn=evaluate_fn)
         metrics = dict(result.metrics)
         if cfg.save != "none":
             result.parameterization.save(result.model, tokenizer, tmp, merged=cfg.save == "merged")
@@ -97,3 +98,21 @@ def run_config(path: str | Path, overrides: list[str], log=print, resume: bool =
         (tmp / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
         write_json_atomic(tmp / "metrics.json", metrics)
     return out
+
+
+def _evaluator(tokenizer, forget: list[dict], retain: list[dict] | None, bundle, max_records: int = 256):
+    """What ``train.eval_every`` scores: on the world, forget and retain MCQ accuracy; otherwise the
+    mean per-token NLL of (at most ``max_records``) forget and retain records — cheap on any data."""
+    if bundle is not None:
+        return lambda m: evaluate(m, tokenizer, bundle.world)
+    from .attacks.relearn_benchmark import mean_token_nll
+
+    f, r = forget[:max_records], (retain or [])[:max_records]
+
+    def score(m) -> dict:
+        out = {"forget_nll": mean_token_nll(m, tokenizer, f)}
+        if r:
+            out["retain_nll"] = mean_token_nll(m, tokenizer, r)
+        return out
+
+    return score
