@@ -10,11 +10,11 @@ import torch
 from test_benchmarks_tofu import TOFU_SETS, model_dir, write_tofu  # noqa: F401  (fixture)
 from typer.testing import CliRunner
 
+from robust_unlearning.attacks.relearn import summarize
 from robust_unlearning.attacks.relearn_benchmark import (
     BenchmarkRelearnConfig,
     mean_token_nll,
     relearn_benchmark,
-    summarize_metrics,
 )
 from robust_unlearning.benchmarks import build_benchmark
 from robust_unlearning.cli import app
@@ -62,7 +62,7 @@ def test_relearning_on_tofu_fits_what_it_saw_and_scores_the_rest(tmp_path, train
     per = [mean_token_nll(trained_tiny, tiny_tokenizer, [r]) for r in forget]
     assert min(per) - 1e-4 <= rows[0]["heldout_forget_nll"] <= max(per) + 1e-4
     assert untouched == pytest.approx(sum(per) / 3, rel=1e-5)
-    summary = summarize_metrics(rows)
+    summary = summarize(rows)
     assert [(s["samples"], s["steps"], s["draws"]) for s in summary] == [(2, 0, 2), (2, 6, 2)]
     assert summary[1]["heldout_forget_nll"] == pytest.approx(
         (rows[1]["heldout_forget_nll"] + rows[3]["heldout_forget_nll"]) / 2)

@@ -64,10 +64,14 @@ def demo(
 ):
     """Build the world, unlearn with several methods, attack them, and compare with the gold model."""
     from .attacks.relearn import RelearnConfig
-    from .demo import parse_budgets, parse_seeds, run_demo
+    from .demo import attack_overrides, parse_budgets, parse_seeds, run_demo
     from .recipes import load_recipe, recipe_attack
 
     try:
+        if draws is not None and draws < 1:
+            raise UnlearnError("--draws must be at least 1")
+        given = attack_overrides(parse_budgets(budgets) if budgets else None, attack_lr,
+                                 list(range(draws)) if draws is not None else None)
         if benchmark not in ("world", "world-quick"):
             from .attacks.relearn_benchmark import BenchmarkRelearnConfig
             from .attacks.suite import parse_extras
@@ -76,21 +80,9 @@ def demo(
             if model is None:
                 raise UnlearnError(f"--benchmark {benchmark} needs --model (the model to unlearn)")
             method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-            att: dict = {}
-            if budgets:
-                att["budgets"] = parse_budgets(budgets)
-            if attack_lr is not None:
-                att["lr"] = attack_lr
-            if draws is not None:
-                if draws < 1:
-                    raise UnlearnError("--draws must be at least 1")
-                att["seeds"] = list(range(draws))
             try:
-                relearn_cfg = BenchmarkRelearnConfig(**att)
+                relearn_cfg = BenchmarkRelearnConfig(**given)
                 extras = parse_extras(attacks)
-                # step 0 (the unattacked model, each draw's held-out set): where recovery starts
-                relearn_cfg.budgets = sorted({*relearn_cfg.budgets,
-                                              *((k, 0) for k, _ in relearn_cfg.budgets)})
             except ValueError as exc:
                 raise UnlearnError(str(exc)) from exc
             if "incontext" in extras:
@@ -103,15 +95,7 @@ def demo(
             return
         quick = quick or benchmark == "world-quick"
         recipe = load_recipe("world")
-        att = recipe_attack(recipe, quick)  # the command line overrides the recipe
-        if budgets:
-            att["budgets"] = parse_budgets(budgets)
-        if attack_lr is not None:
-            att["lr"] = attack_lr
-        if draws is not None:
-            if draws < 1:
-                raise UnlearnError("--draws must be at least 1")
-            att["seeds"] = list(range(draws))
+        att = {**recipe_attack(recipe, quick), **given}  # the command line overrides the recipe
         method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
         if methods is not None and not method_list:
             raise UnlearnError("--methods is empty")
@@ -221,25 +205,21 @@ def attack_relearn(
     """Fine-tune on a few forget samples and measure how much forgotten knowledge comes back."""
     from .attacks.relearn import RelearnConfig, relearn_attack, summarize
     from .cli_attacks import check_world, relearn_on_benchmark
-    from .demo import parse_budgets, parse_seeds
+    from .demo import attack_overrides, parse_budgets, parse_seeds
     from .io import load_model, write_json_atomic
     from .recipes import load_recipe, recipe_attack
     from .runner import WORLDS, world_bundle
 
     try:
+        given = attack_overrides(parse_budgets(budgets) if budgets is not None else None, lr,
+                                 parse_seeds(seeds) if seeds is not None else None)
         if forget is not None or benchmark not in WORLDS:
             relearn_on_benchmark(model, None if forget is not None and benchmark == "world" else benchmark,
-                                 forget, data, split, option, budgets, lr, seeds, form, lora_rank, gold_model,
-                                 metrics, out)
+                                 forget, data, split, option, given, form, lora_rank, gold_model, metrics,
+                                 out)
             return
         check_world(benchmark)
-        att = recipe_attack(load_recipe("world"), benchmark == "world-quick")
-        if budgets is not None:
-            att["budgets"] = parse_budgets(budgets)
-        if lr is not None:
-            att["lr"] = lr
-        if seeds is not None:
-            att["seeds"] = parse_seeds(seeds)
+        att = {**recipe_attack(load_recipe("world"), benchmark == "world-quick"), **given}
         try:
             cfg = RelearnConfig(**{**att, "form": form, "lora_rank": lora_rank})
         except ValueError as exc:

@@ -83,8 +83,8 @@ def _run_on_targets(model: Path, benchmark: str, gold: bool, kind: str, name: st
 def _run_on_benchmark(model: Path, benchmark: str, data, split, option, gold_model: Path | None,
                       name: str, fn: Callable, out: Path | None, kind: str = "attacks",
                       check: Callable | None = None) -> list[dict]:
-    """Run ``fn(model, tok, score, bench)`` on the model (and ``gold_model``) with ``score(m)`` the
-    standard benchmark's numeric summary metrics; return and optionally write report entries."""
+    """Run ``fn(model, tok, bench)`` on the model (and ``gold_model``) for the standard benchmark
+    ``bench``; return and optionally write report entries."""
     from .benchmarks import build_benchmark
     from .config import parse_overrides
     from .io import check_model_path, load_model, write_json_atomic
@@ -99,13 +99,8 @@ def _run_on_benchmark(model: Path, benchmark: str, data, split, option, gold_mod
     for label, path in targets:
         m, tok = first if first is not None else load_model(path)
         first = None
-
-        def score(q, tok=tok) -> dict:
-            summary = bench.evaluate(q, tok)["summary"]
-            return {k: v for k, v in summary.items() if isinstance(v, (int, float)) or v is None}
-
         try:
-            result = fn(m, tok, score, bench)
+            result = fn(m, tok, bench)
         except ValueError as exc:
             raise UnlearnError(str(exc)) from exc
         entries.append({"method": label, "seed": 0, "model": str(path), kind: {name: result}})
@@ -146,7 +141,8 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
             if benchmark not in WORLDS:
                 entries = _run_on_benchmark(
                     model, benchmark, data, split, option, gold_model, "benchmark_quantize",
-                    lambda m, t, score, _: quantize_attack(m, t, None, cfg, score=score), out)
+                    lambda m, t, bench: quantize_attack(m, t, None, cfg,
+                                                        score=lambda q: bench.scores(q, t)), out)
                 for e in entries:
                     for r in e["attacks"]["benchmark_quantize"]:
                         res = (f"skipped ({r['skipped']})" if "skipped" in r else "  ".join(
@@ -197,7 +193,7 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
             if benchmark not in WORLDS:
                 entries = _run_on_benchmark(
                     model, benchmark, data, split, option, gold_model, "jailbreak",
-                    lambda m, t, _, bench: gcg_items(m, t, bench.attack_items(), cfg), out)
+                    lambda m, t, bench: gcg_items(m, t, bench.attack_items(), cfg), out)
                 for e in entries:
                     r = e["attacks"]["jailbreak"]
                     key = "acc" if "heldout_acc" in r else "prob"
@@ -295,7 +291,7 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
                 entries = _run_on_targets(model, benchmark, gold, "diagnostics", "all", run_all, None)
             else:  # the loss of the benchmark's forget records (its unlearning data)
                 entries = _run_on_benchmark(model, benchmark, data, split, option, gold_model, "all",
-                                            lambda m, t, _, bench: run_all(m, t, bench.unlearning_data()[0]),
+                                            lambda m, t, bench: run_all(m, t, bench.unlearning_data()[0]),
                                             None, kind="diagnostics", check=lambda b: b.unlearning_data())
             for e in entries:
                 e["diagnostics"] = e["diagnostics"]["all"]
@@ -332,29 +328,21 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
 
 
 def relearn_on_benchmark(model: Path, benchmark: str | None, forget_file: Path | None, data, split,
-                         option, budgets, lr, seeds, form: str, lora_rank: int, gold_model: Path | None,
+                         option, given: dict, form: str, lora_rank: int, gold_model: Path | None,
                          metrics: bool, out: Path | None) -> None:
     """``unlearn attack relearn`` on TOFU / MUSE / WMDP or on the user's forget JSONL
-    (:mod:`.attacks.relearn_benchmark`); prints one line per budget, writes ``--out``."""
-    from .attacks.relearn_benchmark import BenchmarkRelearnConfig, relearn_benchmark, summarize_metrics
+    (:mod:`.attacks.relearn_benchmark`); ``given``: the attack settings of the command line. Prints
+    one line per budget, writes ``--out``."""
+    from .attacks.relearn import summarize
+    from .attacks.relearn_benchmark import BenchmarkRelearnConfig, relearn_benchmark
     from .benchmarks import build_benchmark
     from .config import parse_overrides
     from .data.jsonl import read_jsonl
-    from .demo import parse_budgets, parse_seeds
     from .io import load_model, write_json_atomic
 
     if forget_file is not None and benchmark is not None:
         raise UnlearnError("give either --benchmark or --forget, not both")
-    kw: dict = {"lora_rank": lora_rank, "metrics": metrics, "form": form}
-    if budgets is not None:
-        kw["budgets"] = parse_budgets(budgets)
-    if lr is not None:
-        kw["lr"] = lr
-    if seeds is not None:
-        kw["seeds"] = parse_seeds(seeds)
-    cfg = _config(BenchmarkRelearnConfig, **kw)
-    # the unattacked model (step 0) on each draw's held-out set: where every recovery curve starts
-    cfg.budgets = sorted({*cfg.budgets, *((k, 0) for k, _ in cfg.budgets)})
+    cfg = _config(BenchmarkRelearnConfig, lora_rank=lora_rank, metrics=metrics, form=form, **given)
     bench = None
     if forget_file is not None:
         forget = read_jsonl(forget_file, "forget")
@@ -367,10 +355,10 @@ def relearn_on_benchmark(model: Path, benchmark: str | None, forget_file: Path |
         source = benchmark
     if not forget:
         raise UnlearnError(f"the forget set of {source} is empty")
-    largest = max(k for k, _ in cfg.budgets)
-    if largest >= len(forget):
-        raise UnlearnError(f"relearn budget of {largest} samples leaves no held-out forget record (the "
-                           f"forget set of {source} has {len(forget)})")
+    try:
+        cfg.check_pool(len(forget), f"the forget set of {source}")
+    except ValueError as exc:
+        raise UnlearnError(str(exc)) from exc
     targets = [(Path(model).name or str(model), model)] + ([("gold", gold_model)] if gold_model else [])
     loaded = [load_model(path) for _, path in targets[:1]]  # a bad model fails before any training
     if gold_model is not None:
@@ -386,7 +374,7 @@ def relearn_on_benchmark(model: Path, benchmark: str | None, forget_file: Path |
             rows = relearn_benchmark(m, tok, forget, cfg, bench, desc=f"relearn {label}")
         except ValueError as exc:
             raise UnlearnError(str(exc)) from exc
-        summary = summarize_metrics(rows)
+        summary = summarize(rows)
         result["entries"].append({"method": label, "seed": 0, "model": str(path),
                                   "attacks": {"benchmark_relearn": summary}, "runs": rows})
         for r in summary:

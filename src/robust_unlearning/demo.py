@@ -192,6 +192,14 @@ def parse_seeds(text: str) -> list[int]:
     return list(range(n))
 
 
+def attack_overrides(budgets: list[tuple[int, int]] | None = None, lr: float | None = None,
+                     seeds: list[int] | None = None) -> dict:
+    """The relearning attack's settings given on the command line (``None``: not given), to lay
+    over the recipe's or the config class's defaults."""
+    given = {"budgets": budgets, "lr": lr, "seeds": seeds}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def parse_budgets(text: str) -> list[tuple[int, int]]:
     out = []
     for part in str(text).split(","):

@@ -197,7 +197,8 @@ def gcg_items(model, tok, items: list[dict], cfg: JailbreakConfig = JailbreakCon
     allowed = allowed[allowed < vocab]
     mask = torch.full((vocab,), float("inf"))
     mask[allowed] = 0.0
-    template = _Template(tok, [(f["prompt"], f["answer"]) for f in train], cfg.prefix_len)
+    pairs = [(f["prompt"], f["answer"]) for f in train]
+    template = _Template(tok, pairs, cfg.prefix_len)
     init = tok(cfg.init, add_special_tokens=False)["input_ids"] if cfg.init else []
     if len(init) == 1 and bool((allowed == init[0]).any()):
         prefix = torch.full((cfg.prefix_len,), init[0], dtype=torch.long)
@@ -215,8 +216,8 @@ def gcg_items(model, tok, items: list[dict], cfg: JailbreakConfig = JailbreakCon
 
     empty = torch.zeros(0, dtype=torch.long)
     base = {**scores(empty),
-            "loss": candidate_losses(model, _Template(tok, [(f["prompt"], f["answer"]) for f in train], 0),
-                                     empty.view(1, 0), cfg.batch_rows).item()}
+            "loss": candidate_losses(model, _Template(tok, pairs, 0), empty.view(1, 0),
+                                     cfg.batch_rows).item()}
 
     def checkpoint(it: int, loss: float) -> dict:
         return {"iter": it, "loss": loss, **scores(best)}

@@ -134,17 +134,19 @@ def relearn_runs(model, tokenizer, cfg: RelearnConfig,
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """Mean and std over attack seeds per (samples, steps)."""
+    """Mean and std (over attack draws) of every numeric metric, per (samples, steps): the world's
+    ``forget_acc`` / ``retain_acc``, or a benchmark's metrics (:mod:`.relearn_benchmark`)."""
     groups: dict[tuple[int, int], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["samples"], r["steps"]), []).append(r)
     out = []
     for (k, s), rs in sorted(groups.items()):
-        entry = {"samples": k, "steps": s}
-        for key in ("forget_acc", "retain_acc"):
-            vals = [r[key] for r in rs]
-            entry[key] = statistics.fmean(vals)
-            entry[f"{key}_std"] = statistics.pstdev(vals) if len(vals) > 1 else 0.0
+        entry: dict = {"samples": k, "steps": s}
+        for key in [key for key in rs[0] if key not in ("samples", "steps", "seed")]:
+            vals = [r[key] for r in rs if isinstance(r.get(key), (int, float))]
+            if vals:
+                entry[key] = statistics.fmean(vals)
+                entry[f"{key}_std"] = statistics.pstdev(vals) if len(vals) > 1 else 0.0
         entry["draws"] = len(rs)
         out.append(entry)
     return out

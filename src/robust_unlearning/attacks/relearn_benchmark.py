@@ -14,14 +14,14 @@ for s steps, over several draws, and score after each budget:
   not the relearned corpus text; MUSE's VerbMem prompts are excerpts of the forget texts, so VerbMem
   after relearning includes text the attacker saw.
 
-A floor comes from attacking a model that never learnt the forget set (``gold``: TOFU's retain-only
-model, MUSE's retrain model) the same way.
+Step 0, the unattacked model, is scored for every sample count. A floor comes from attacking a model
+that never learnt the forget set (``gold``: TOFU's retain-only model, MUSE's retrain model) the same
+way.
 """
 
 from __future__ import annotations
 
 import random
-import statistics
 from dataclasses import dataclass, field
 
 import torch
@@ -49,6 +49,18 @@ class BenchmarkRelearnConfig(RelearnConfig):
                              "relearns on its own forget records")
         if self.heldout_max < 1:
             raise ValueError(f"heldout_max must be at least 1, not {self.heldout_max}")
+        # step 0 of every sample count, the unattacked model on that draw's held-out records: where
+        # every recovery curve starts
+        self.budgets = sorted({*self.budgets, *((k, 0) for k, _ in self.budgets)})
+
+    def check_pool(self, n_forget: int, what: str = "the forget set") -> None:
+        """Every draw must leave forget records the attacker did not see."""
+        if not n_forget:
+            raise ValueError(f"{what} is empty: nothing to relearn from")
+        largest = max(k for k, _ in self.budgets)
+        if largest >= n_forget:
+            raise ValueError(f"relearn budget of {largest} samples leaves no held-out forget record "
+                             f"({what} has {n_forget})")
 
 
 @torch.no_grad()
@@ -71,12 +83,7 @@ def relearn_benchmark(model, tokenizer, forget: list[dict], cfg: BenchmarkRelear
                       benchmark=None, desc: str = "relearn") -> list[dict]:
     """One row per (seed, samples, steps) with ``heldout_forget_nll``, ``drawn_forget_nll`` and, with
     a ``benchmark`` and ``cfg.metrics``, its summary metrics."""
-    if not forget:
-        raise ValueError("the forget set is empty: nothing to relearn from")
-    largest = max(k for k, _ in cfg.budgets)
-    if largest >= len(forget):
-        raise ValueError(f"relearn budget of {largest} samples leaves no held-out forget record "
-                         f"(the forget set has {len(forget)})")
+    cfg.check_pool(len(forget))
 
     def draw(seed: int, k: int) -> tuple[list[dict], random.Random]:
         rng = random.Random(f"{seed}-{k}")
@@ -90,27 +97,8 @@ def relearn_benchmark(model, tokenizer, forget: list[dict], cfg: BenchmarkRelear
                "drawn_forget_nll": mean_token_nll(attacked, tokenizer, drawn, cfg.eval_batch_size,
                                                   cfg.max_length)}
         if benchmark is not None and cfg.metrics:
-            summary = benchmark.excluding(drawn).evaluate(attacked, tokenizer)["summary"]
-            row.update({k: v for k, v in summary.items() if isinstance(v, (int, float)) or v is None})
+            row.update(benchmark.excluding(drawn).scores(attacked, tokenizer))
         attacked.train()
         return row
 
     return relearn_runs(model, tokenizer, cfg, draw, score, desc, cfg.max_length)
-
-
-def summarize_metrics(rows: list[dict]) -> list[dict]:
-    """Mean and std over draws of every numeric metric, per (samples, steps)."""
-    groups: dict[tuple[int, int], list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["samples"], r["steps"]), []).append(r)
-    out = []
-    for (k, s), rs in sorted(groups.items()):
-        entry: dict = {"samples": k, "steps": s, "draws": len(rs)}
-        keys = [key for key in rs[0] if key not in ("samples", "steps", "seed")]
-        for key in keys:
-            vals = [r[key] for r in rs if isinstance(r.get(key), (int, float))]
-            if vals:
-                entry[key] = statistics.fmean(vals)
-                entry[f"{key}_std"] = statistics.pstdev(vals) if len(vals) > 1 else 0.0
-        out.append(entry)
-    return out

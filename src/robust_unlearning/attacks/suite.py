@@ -62,12 +62,8 @@ def run_benchmark_extras(model, tokenizer, bench, names: list[str]) -> tuple[dic
         if name == "quantize":
             from .quantize import QuantizeConfig, quantize_attack
 
-            def score(m):
-                summary = bench.evaluate(m, tokenizer)["summary"]
-                return {k: v for k, v in summary.items() if isinstance(v, (int, float)) or v is None}
-
-            attacks["benchmark_quantize"] = quantize_attack(model, tokenizer, None, QuantizeConfig(),
-                                                            score=score)
+            attacks["benchmark_quantize"] = quantize_attack(
+                model, tokenizer, None, QuantizeConfig(), score=lambda m: bench.scores(m, tokenizer))
         elif name == "jailbreak":
             from .jailbreak import JailbreakConfig, gcg_items
 

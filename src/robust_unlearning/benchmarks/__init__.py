@@ -26,6 +26,12 @@ class Benchmark:
     def evaluate(self, model, tokenizer) -> dict:
         raise NotImplementedError
 
+    def scores(self, model, tokenizer) -> dict:
+        """The numeric values of :meth:`evaluate`'s summary (``None`` kept: undefined), what an
+        attack records per setting."""
+        summary = self.evaluate(model, tokenizer)["summary"]
+        return {k: v for k, v in summary.items() if isinstance(v, (int, float)) or v is None}
+
     def prepare(self) -> None:
         """Load and check the evaluation data, so bad data fails before an expensive model load."""
 

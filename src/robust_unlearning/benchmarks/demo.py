@@ -73,7 +73,8 @@ def run_benchmark_demo(benchmark: str, model: str | Path, methods: list[str] | N
                        extras: list[str] | None = None, gold: str | Path | None = None) -> dict:
     """``attack``: a :class:`~..attacks.relearn_benchmark.BenchmarkRelearnConfig` (None: no relearning
     attack); ``extras``: further attacks / diagnostics by name; ``gold``: the floor model."""
-    from ..attacks.relearn_benchmark import relearn_benchmark, summarize_metrics
+    from ..attacks.relearn import summarize
+    from ..attacks.relearn_benchmark import relearn_benchmark
     from ..attacks.suite import run_benchmark_extras
 
     methods = methods or DEFAULT_METHODS
@@ -87,10 +88,11 @@ def run_benchmark_demo(benchmark: str, model: str | Path, methods: list[str] | N
             configs[method, seed] = build_config(cfg, f"recipe for {method}")
     bench = build_benchmark(benchmark, data, split, options)
     forget, retain = bench.unlearning_data()
-    largest = max(k for k, _ in attack.budgets) if attack is not None else 0
-    if attack is not None and largest >= len(forget):
-        raise UnlearnError(f"relearn budget of {largest} samples leaves no held-out forget record (the "
-                           f"forget set has {len(forget)}); set --budgets")
+    if attack is not None:
+        try:
+            attack.check_pool(len(forget))
+        except ValueError as exc:
+            raise UnlearnError(f"{exc}; set --budgets") from exc
     if "jailbreak" in (extras or []):
         bench.attack_items()  # a benchmark without forget questions fails before any training
     base, tokenizer = load_model(model)
@@ -103,7 +105,7 @@ def run_benchmark_demo(benchmark: str, model: str | Path, methods: list[str] | N
         out: dict = {}
         if attack is not None:
             rows = relearn_benchmark(m, tokenizer, forget, attack, bench, desc=f"relearn {label}")
-            out["attacks"] = {"benchmark_relearn": summarize_metrics(rows)}
+            out["attacks"] = {"benchmark_relearn": summarize(rows)}
         if extras:
             try:
                 atk, diag = run_benchmark_extras(m, tokenizer, bench, extras)
