@@ -52,10 +52,18 @@ def test_rmu_trains_only_mlps_near_its_layer(trained_tiny, tiny_tokenizer, tiny_
     forget, retain = unlearning_data(tiny_world)
     before = {k: v.clone() for k, v in trained_tiny.state_dict().items()}
     result = unlearn(trained_tiny, tiny_tokenizer, forget, retain,
-                     _cfg("rmu", steps=2) .model_copy(update={"objective": {"layer": 1}}))
+                     _cfg("rmu", steps=2) .model_copy(update={"objective": {"layer": 0}}))
     changed = {k for k, v in result.model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all(".mlp." in k for k in changed)
-    assert any("layers.1.mlp" in k for k in changed)
+    assert any("layers.0.mlp" in k for k in changed)
+
+
+def test_rmu_refuses_the_last_layer(trained_tiny, tiny_tokenizer, tiny_world):
+    """hidden_states[-1] is after the final norm, not the last layer's residual stream."""
+    forget, retain = unlearning_data(tiny_world)
+    with pytest.raises(UnlearnError, match="final norm"):
+        unlearn(trained_tiny, tiny_tokenizer, forget, retain,
+                _cfg("rmu", steps=1).model_copy(update={"objective": {"layer": 1}}))
 
 
 def test_reference_is_not_built_when_unused(trained_tiny, tiny_tokenizer, tiny_world, monkeypatch):

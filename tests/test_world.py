@@ -12,7 +12,8 @@ from robust_unlearning.world.model import DEFAULT_SPEC
 def test_default_world_has_enough_forget_evaluation_items():
     w = generate_world(DEFAULT_SPEC.world)
     assert len(w.forget_eval) >= 200
-    assert 0.08 <= len(w.forget_persons) / len(w.persons) <= 0.12
+    assert 0.13 <= len(w.forget_persons) / len(w.persons) <= 0.17
+    assert len(w.relearn) == 100  # larger than the largest attack budget: every draw is a real draw
 
 
 def test_generation_is_deterministic_and_seed_dependent():
@@ -31,6 +32,22 @@ def test_splits_are_disjoint_and_relearn_excluded_from_eval(tiny_world):
     assert not relearn & evals
     assert relearn | evals == {(f.person, f.attribute) for f in w.forget_facts}
     assert all(f.person in w.retain_persons for f in w.retain_eval)
+
+
+def test_utility_is_scored_on_persons_unlearning_never_trains_on(tiny_world):
+    from robust_unlearning.world.benchmark import unlearning_data
+
+    w = tiny_world
+    held = set(w.heldout_persons)
+    assert held and held <= set(w.retain_persons)
+    assert {f.person for f in w.retain_eval} <= held
+    _, retain = unlearning_data(w)
+    retain_questions = {r["question"] for r in retain}
+    assert not retain_questions & {f.prompt for f in w.retain_eval}
+    assert not held & {f.person for f in w.retain_facts}
+    assert len(w.heldout_texts) == len(held)
+    # the gold model is still trained on every retain person, held-out ones included
+    assert held <= {r["text"].split(" was ")[0] for r in w.training_records(w.retain_persons) if "text" in r} | held
 
 
 def test_options_hold_the_answer_once_and_distractors_share_its_category(tiny_world):

@@ -24,6 +24,12 @@ import typer
 
 from .errors import UnlearnError
 
+
+def is_world(name: str | None) -> bool:
+    from .runner import is_world as check
+
+    return check(name)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Remove knowledge from a causal LM so that it stays removed.")
 attack_app = typer.Typer(no_args_is_help=True, help="Attacks that try to bring forgotten knowledge back.")
@@ -72,7 +78,7 @@ def demo(
             raise UnlearnError("--draws must be at least 1")
         given = attack_overrides(parse_budgets(budgets) if budgets else None, attack_lr,
                                  list(range(draws)) if draws is not None else None)
-        if benchmark not in ("world", "world-quick"):
+        if not is_world(benchmark):
             from .attacks.relearn_benchmark import BenchmarkRelearnConfig
             from .attacks.suite import parse_extras
             from .benchmarks.demo import run_benchmark_demo
@@ -93,7 +99,7 @@ def demo(
                                options=parse_overrides(option or []), recipe=recipe_file, log=typer.echo,
                                attack=relearn_cfg, extras=extras, gold=gold_model)
             return
-        quick = quick or benchmark == "world-quick"
+        quick = quick or benchmark.startswith("world-quick")
         recipe = load_recipe("world")
         att = {**recipe_attack(recipe, quick), **given}  # the command line overrides the recipe
         method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
@@ -105,7 +111,8 @@ def demo(
             extras = parse_extras(attacks)
         except ValueError as exc:
             raise UnlearnError(str(exc)) from exc
-        run_demo(method_list, parse_seeds(seeds), out, quick=quick, attack=RelearnConfig(**att),
+        world = benchmark if benchmark != "world" or not quick else "world-quick"
+        run_demo(method_list, parse_seeds(seeds), out, world=world, attack=RelearnConfig(**att),
                  recipe=recipe, log=typer.echo, extras=extras)
     except UnlearnError as exc:
         _fail(exc)
@@ -152,7 +159,7 @@ def eval_cmd(model: Path = typer.Option(..., help="A saved model directory."),
 
     try:
         opts = parse_overrides(option or [])
-        if benchmark in ("world", "world-quick"):
+        if is_world(benchmark):
             opts["generation"] = generation
         if reference is not None:
             opts["reference"] = reference
@@ -208,18 +215,18 @@ def attack_relearn(
     from .demo import attack_overrides, parse_budgets, parse_seeds
     from .io import load_model, write_json_atomic
     from .recipes import load_recipe, recipe_attack
-    from .runner import WORLDS, world_bundle
+    from .runner import world_bundle
 
     try:
         given = attack_overrides(parse_budgets(budgets) if budgets is not None else None, lr,
                                  parse_seeds(seeds) if seeds is not None else None)
-        if forget is not None or benchmark not in WORLDS:
+        if forget is not None or not is_world(benchmark):
             relearn_on_benchmark(model, None if forget is not None and benchmark == "world" else benchmark,
                                  forget, data, split, option, given, form, lora_rank, gold_model, metrics,
                                  out)
             return
         check_world(benchmark)
-        att = {**recipe_attack(load_recipe("world"), benchmark == "world-quick"), **given}
+        att = {**recipe_attack(load_recipe("world"), benchmark.startswith("world-quick")), **given}
         try:
             cfg = RelearnConfig(**{**att, "form": form, "lora_rank": lora_rank})
         except ValueError as exc:
@@ -251,6 +258,39 @@ def attack_relearn(
             typer.echo(f"{r['samples']:>4} samples × {r['steps']:>3} steps: forget_acc "
                        f"{r['forget_acc']:.3f} ± {r['forget_acc_std']:.3f}  "
                        f"retain_acc {r['retain_acc']:.3f}{gap}")
+    except UnlearnError as exc:
+        _fail(exc)
+
+
+@app.command()
+def sweep(
+    plan: Path = typer.Argument(..., help="Sweep plan YAML (configs/world/frontier.yaml is the project's)."),
+    out: Path = typer.Option(Path("sweep-out"), "--out", "-o", help="Directory for rows.jsonl, summary.json, "
+                             "summary.md and frontier.png; a rerun resumes."),
+    phase: str = typer.Option("all", help="tune, eval, all, or analyze (summarise the rows already there)."),
+    workers: int = typer.Option(1, help="Jobs run in parallel processes."),
+    threads: int = typer.Option(0, help="Torch threads per job (0: torch's default; 1 with several workers)."),
+    device: str | None = typer.Option(None, help="Place the world models here (cpu, cuda); default: as loaded."),
+):
+    """Utility-robustness frontiers: tune every method's candidates on the tuning world, pick one per
+    method by the fixed rule, run every candidate on the evaluation worlds over seeds, attack each and
+    gold with the same draws, and summarise (docs/protocol.md)."""
+    from .sweep import analyze, load_plan, run_sweep
+
+    try:
+        if phase not in ("tune", "eval", "all", "analyze"):
+            raise UnlearnError(f"--phase must be tune, eval, all or analyze, not {phase!r}")
+        if workers < 1 or threads < 0:
+            raise UnlearnError("--workers must be >= 1 and --threads >= 0")
+        p = load_plan(plan)
+        if phase == "analyze":
+            if not (out / "rows.jsonl").exists():
+                raise UnlearnError(f"no rows to analyse: {out / 'rows.jsonl'} does not exist")
+            analyze(p, out, log=typer.echo)
+            return
+        phases = ("tune", "eval") if phase == "all" else (phase,)
+        run_sweep(p, out, phases, workers=workers, threads=threads or (1 if workers > 1 else 0),
+                  device=device, log=typer.echo)
     except UnlearnError as exc:
         _fail(exc)
 

@@ -36,10 +36,9 @@ def _ints(text: str, what: str) -> list[int]:
 
 def check_world(benchmark: str) -> None:
     """An unknown world name fails before any model is loaded or any world is built."""
-    from .runner import WORLDS
+    from .runner import world_spec
 
-    if benchmark not in WORLDS:
-        raise UnlearnError(f"unknown benchmark {benchmark!r}; known: {', '.join(WORLDS)}")
+    world_spec(benchmark)  # raises UnlearnError naming the known worlds
 
 
 def _names(text: str) -> list[str]:
@@ -133,12 +132,12 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
     ):
         """Round the weights to 8/4 bits and check whether forgotten knowledge comes back."""
         from .attacks.quantize import QuantizeConfig, label, quantize_attack
-        from .runner import WORLDS
+        from .runner import is_world
 
         try:
             cfg = _config(QuantizeConfig, bits=_ints(bits, "--bits"), granularities=_names(granularity),
                           group_size=group_size, torch_int8=torch_int8)
-            if benchmark not in WORLDS:
+            if not is_world(benchmark):
                 entries = _run_on_benchmark(
                     model, benchmark, data, split, option, gold_model, "benchmark_quantize",
                     lambda m, t, bench: quantize_attack(m, t, None, cfg,
@@ -184,13 +183,13 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
     ):
         """Search a universal prompt prefix (GCG) that elicits the forgotten answers."""
         from .attacks.jailbreak import JailbreakConfig, gcg_attack, gcg_items
-        from .runner import WORLDS
+        from .runner import is_world
 
         try:
             cfg = _config(JailbreakConfig, prefix_len=prefix_len, iters=iters, topk=topk,
                           candidates=candidates, train_questions=train_questions, eval_every=eval_every,
                           seed=seed)
-            if benchmark not in WORLDS:
+            if not is_world(benchmark):
                 entries = _run_on_benchmark(
                     model, benchmark, data, split, option, gold_model, "jailbreak",
                     lambda m, t, bench: gcg_items(m, t, bench.attack_items(), cfg), out)
@@ -285,9 +284,9 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
                     res["landscape"] = landscape(m, t, w, lcfg)
                 return res
 
-            from .runner import WORLDS
+            from .runner import is_world
 
-            if benchmark in WORLDS:
+            if is_world(benchmark):
                 entries = _run_on_targets(model, benchmark, gold, "diagnostics", "all", run_all, None)
             else:  # the loss of the benchmark's forget records (its unlearning data)
                 entries = _run_on_benchmark(model, benchmark, data, split, option, gold_model, "all",

@@ -21,7 +21,6 @@ from .loop import unlearn
 from .method import parse_method
 from .recipes import load_recipe, method_config
 from .world.benchmark import evaluate, unlearning_data
-from .world.model import DEFAULT_SPEC, QUICK_SPEC, build_world
 
 DEFAULT_METHODS = ["ga", "graddiff", "npo", "simnpo", "rmu"]
 
@@ -32,18 +31,24 @@ def _mean_std(vals: list[float]) -> tuple[float, float]:
 
 def run_demo(methods: list[str] | None = None, seeds: list[int] | None = None, out: str | Path = "demo-out",
              quick: bool = False, attack: RelearnConfig | None = None, recipe: dict | None = None,
-             log=print, extras: list[str] | None = None) -> dict:
-    """``extras``: further cheap attacks/diagnostics per entry (``attacks.suite``: quantize, jailbreak,
-    incontext, sharpness, landscape), stored under ``attacks.<name>`` / ``diagnostics.<name>``."""
+             log=print, extras: list[str] | None = None, world: str | None = None) -> dict:
+    """``world``: a world name (``world``, ``world-quick``, ``world:seed=2``, …; default ``world``,
+    or ``world-quick`` with ``quick``). ``extras``: further cheap attacks/diagnostics per entry
+    (``attacks.suite``: quantize, jailbreak, incontext, sharpness, landscape), stored under
+    ``attacks.<name>`` / ``diagnostics.<name>``."""
+    from .runner import world_bundle, world_spec
+
     methods = methods or DEFAULT_METHODS
     seeds = seeds if seeds is not None else [0]
     for m in methods:
         parse_method(m)  # fail before any expensive work
+    world_name = world or ("world-quick" if quick else "world")
+    quick = quick or world_name.startswith("world-quick")
+    spec = world_spec(world_name)
     recipe = recipe or load_recipe("world")
-    spec = QUICK_SPEC if quick else DEFAULT_SPEC
     attack = attack or RelearnConfig(**(recipe.get("attack") or {}))
     t0 = time.perf_counter()
-    bundle = build_world(spec)
+    bundle = world_bundle(world_name)
     world = bundle.world
     t_world = time.perf_counter() - t0
     full, tokenizer = load_model(bundle.full_dir)
@@ -57,12 +62,14 @@ def run_demo(methods: list[str] | None = None, seeds: list[int] | None = None, o
         return cfg
 
     base = {"method": "original", **evaluate(full, tokenizer, world)}
-    log(f"world: {len(world.persons)} persons, {len(world.forget_eval)} forget-eval facts; "
-        f"original model forget_acc={base['forget_acc']:.3f} retain_acc={base['retain_acc']:.3f} "
-        f"({t_world:.0f}s to build/load)")
+    original = {k: base[k] for k in ("forget_acc", "retain_acc")}
+    log(f"world {world_name}: {len(world.persons)} persons, {len(world.forget_eval)} forget-eval facts, "
+        f"{len(world.retain_eval)} held-out retain facts; original model forget_acc={base['forget_acc']:.3f} "
+        f"retain_acc={base['retain_acc']:.3f} ({t_world:.0f}s to build/load)")
     for seed in seeds:
         rows = relearn_attack(gold, tokenizer, world, attack_cfg(seed), desc=f"relearn gold s{seed}")
-        entries.append({"method": "gold", "seed": seed, **evaluate(gold, tokenizer, world),
+        entries.append({"method": "gold", "seed": seed, "original": original,
+                        **evaluate(gold, tokenizer, world, details=True),
                         "attacks": {"relearn": summarize(rows), "relearn_runs": rows}})
         _add_extras(entries[-1], gold, tokenizer, world, extras, quick)
     for method in methods:
@@ -73,18 +80,21 @@ def run_demo(methods: list[str] | None = None, seeds: list[int] | None = None, o
             model = copy.deepcopy(full)
             result = unlearn(model, tokenizer, forget, retain, cfg, desc=f"unlearn {method} s{seed}")
             unlearned = result.export()
-            scores = evaluate(unlearned, tokenizer, world)
+            scores = evaluate(unlearned, tokenizer, world, details=True)
             rows = relearn_attack(unlearned, tokenizer, world, attack_cfg(seed),
                                   desc=f"relearn {method} s{seed}")
-            entries.append({"method": method, "seed": seed, **scores, "unlearn": result.metrics,
+            m = result.metrics
+            entries.append({"method": method, "seed": seed, "original": original, **scores, "unlearn": m,
+                            "budget": {k: m[k] for k in ("forget_samples", "retain_samples", "passes", "steps",
+                                                         "seconds")},
                             "attacks": {"relearn": summarize(rows), "relearn_runs": rows}})
             _add_extras(entries[-1], unlearned, tokenizer, world, extras, quick)
             log(f"{method} seed {seed}: forget_acc={scores['forget_acc']:.3f} "
-                f"retain_acc={scores['retain_acc']:.3f} ({result.metrics['seconds']:.1f}s)")
+                f"retain_acc={scores['retain_acc']:.3f} ({m['seconds']:.1f}s)")
     summary = summarize_entries(entries, attack.budgets)
     results = {
-        "world": asdict(spec), "original": base, "attack": asdict(attack), "seeds": seeds,
-        "entries": entries, "summary": summary, "seconds": round(time.perf_counter() - t0, 1),
+        "world_name": world_name, "world": asdict(spec), "original": base, "attack": asdict(attack),
+        "seeds": seeds, "entries": entries, "summary": summary, "seconds": round(time.perf_counter() - t0, 1),
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,49 +115,48 @@ def _add_extras(entry: dict, model, tokenizer, world, extras: list[str] | None, 
 
 
 def summarize_entries(entries: list[dict], budgets) -> list[dict]:
-    """Per method: mean ± std over seeds of accuracies, post-attack accuracy and relearning gap."""
-    gold_by_seed = {e["seed"]: {(r["samples"], r["steps"]): r["forget_acc"]
-                                for r in e["attacks"]["relearn"]}
+    """Per method: mean ± std over seeds of accuracies, held-out utility, post-attack accuracy, the
+    knowledge gap to gold (|acc − acc_gold|, same draw) and KS distance, recovery and budget; the
+    spread over attack draws is kept apart (``gap_draw_std``)."""
+    from .sweep import aggregate, model_scores
+
+    last = tuple(max((tuple(b) for b in budgets), key=lambda b: (b[0], b[1])))
+    gold_by_seed = {e["seed"]: {"relearn_runs": e["attacks"]["relearn_runs"]}
                     for e in entries if e["method"] == "gold"}
     out = []
     for method in dict.fromkeys(e["method"] for e in entries):
-        es = [e for e in entries if e["method"] == method]
-        row: dict = {"method": method, "seeds": len(es)}
-        for key in ("forget_acc", "retain_acc"):
-            row[key], row[f"{key}_std"] = _mean_std([e[key] for e in es])
-        row["budgets"] = []
-        for k, s in budgets:
-            accs = [r["forget_acc"] for e in es for r in e["attacks"]["relearn"]
-                    if (r["samples"], r["steps"]) == (k, s)]
-            gaps = [r["forget_acc"] - gold_by_seed[e["seed"]][(k, s)] for e in es
-                    for r in e["attacks"]["relearn"] if (r["samples"], r["steps"]) == (k, s)
-                    and e["seed"] in gold_by_seed]
-            b = {"samples": k, "steps": s}
-            b["forget_acc"], b["forget_acc_std"] = _mean_std(accs)
-            if gaps:
-                b["gap"], b["gap_std"] = _mean_std(gaps)
-            row["budgets"].append(b)
-        out.append(row)
+        es = [e for e in entries if e["method"] == method and e["seed"] in gold_by_seed]
+        if not es:
+            continue
+        scores = [model_scores({**e, "relearn_runs": e["attacks"]["relearn_runs"]}, gold_by_seed[e["seed"]],
+                               last) for e in es]
+        out.append({"method": method, "seeds": len(es), **aggregate(scores)})
     return out
 
 
-def _pm(m: float, s: float) -> str:
-    return f"{m:.3f} ± {s:.3f}"
+def _pm(m: float | None, s: float | None, d: int = 3) -> str:
+    if m is None:
+        return "–"
+    return f"{m:.{d}f} ± {s:.{d}f}" if s is not None else f"{m:.{d}f}"
 
 
 def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     budgets = [tuple(b) for b in results["attack"]["budgets"]]
-    head = ["method", "forget acc", "retain acc"]
-    head += [f"forget after {k}×{s}" for k, s in budgets]
-    k, s = budgets[-1]
-    head.append(f"gap @ {k}×{s}")
+    head = ["method", "forget acc", "held-out retain", "held-out NLL"]
+    head += [f"after {k}×{s}" for k, s in budgets]
+    k, s = max(budgets, key=lambda b: (b[0], b[1]))
+    head += [f"gap @ {k}×{s} (↓)", "draw std", "KS (↓)", "recovery", "forget samples", "passes"]
     rows = []
     for r in results["summary"]:
-        cells = [r["method"], _pm(r["forget_acc"], r["forget_acc_std"]),
-                 _pm(r["retain_acc"], r["retain_acc_std"])]
-        cells += [_pm(b["forget_acc"], b["forget_acc_std"]) for b in r["budgets"]]
-        last = r["budgets"][-1]
-        cells.append(_pm(last["gap"], last["gap_std"]) if "gap" in last else "-")
+        cells = [r["method"], _pm(r.get("forget_acc"), r.get("forget_acc_seed_std")),
+                 _pm(r.get("retain_acc"), r.get("retain_acc_seed_std")),
+                 _pm(r.get("utility_nll"), r.get("utility_nll_seed_std"))]
+        by = {(b["samples"], b["steps"]): b for b in r["budgets"]}
+        cells += [_pm(by[b].get("forget_acc"), by[b].get("forget_acc_seed_std")) if b in by else "–"
+                  for b in budgets]
+        cells += [_pm(r.get("gap"), r.get("gap_seed_std")), _pm(r.get("gap_draw_std"), None),
+                  _pm(r.get("ks"), r.get("ks_seed_std")), _pm(r.get("recovery"), r.get("recovery_seed_std"), 2),
+                  _pm(r.get("forget_samples"), None, 0), _pm(r.get("passes"), None, 0)]
         rows.append(cells)
     return head, rows
 
@@ -164,14 +173,18 @@ def render_markdown(results: dict) -> str:
     att = results["attack"]
     n_draws = len(att["seeds"])
     lines = [
-        "# Relearning robustness on the embedded world", "",
-        f"Seeds: {results['seeds']}. Relearning attack: AdamW lr {att['lr']}, batch {att['batch_size']}, "
-        f"{n_draws} draws of the relearn set per budget (samples × steps); accuracy is 4-option MCQ "
+        f"# Relearning robustness on the embedded world ({results.get('world_name', 'world')})", "",
+        f"Seeds: {results['seeds']} (± is the std over unlearning seeds; 'draw std' the mean std over "
+        f"attack draws of one model). Relearning attack: AdamW lr {att['lr']}, batch {att['batch_size']}, "
+        f"{n_draws} draws of the relearn pool per budget (samples × steps); accuracy is 4-option MCQ "
         "(chance 0.25) on forget facts the attacker never saw. The gold model was never trained on the "
-        "forget persons: its post-attack accuracy is the floor, and the relearning gap is a method's "
-        "post-attack forget accuracy minus gold's (lower is better).", "",
+        "forget persons. Gap = |post-attack forget acc − gold's| on the same draw (lower is better; "
+        "forgetting below gold counts against a method as much as remembering above it); KS = distance "
+        "between the per-item correct-option probabilities of the model and of gold; recovery = "
+        "(post − pre) / (original − pre). Held-out retain: facts and biographies (NLL) of retain persons "
+        "that unlearning never trained on.", "",
         f"Original model: forget acc {results['original']['forget_acc']:.3f}, "
-        f"retain acc {results['original']['retain_acc']:.3f}.", "",
+        f"held-out retain acc {results['original']['retain_acc']:.3f}.", "",
         "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]

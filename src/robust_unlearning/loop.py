@@ -124,7 +124,10 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     set_seed(tc.seed)
 
     # -- model, reference, trainable parameters -------------------------------------------------
-    objective.setup(model)
+    try:
+        objective.setup(model)
+    except ValueError as exc:
+        raise UnlearnError(f"objective {method.objective!r}: {exc}") from exc
     if tc.gradient_checkpointing:  # on the base model, before any adapter wrapping
         enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.x
         if enable is not None:
@@ -278,7 +281,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
                     retain_loss_fn=retain_loss, backward_fn=backward_fn,
                     next_forget=lambda: next(forget_stream),
                     next_retain=lambda: next(retain_stream) if retain_stream else None,
-                    gamma=tc.gamma, lr=scheduler.get_last_lr()[0], step=step,
+                    gamma=tc.gamma, lr=scheduler.get_last_lr()[0], step=step, total_steps=steps,
                     all_reduce_sum=all_reduce_sum, all_finite=all_finite, average_grads=average_grads,
                 )
                 try:
@@ -339,6 +342,10 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     metrics = {
         "method": method.name, "steps": steps, "seconds": round(elapsed, 3),
         "passes_per_step": total_passes / (steps * tc.grad_accum),
+        # budget accounting: what the run consumed, to compare methods at matched budget
+        "passes": total_passes,
+        "forget_samples": forget_stream.samples_drawn(),
+        "retain_samples": retain_stream.samples_drawn() if retain_stream is not None else 0,
         "trainable_parameters": sum(p.numel() for p in params),
         "final_forget_loss": log[-1].get("forget_loss") if log else None,
         "final_retain_loss": log[-1].get("retain_loss") if log else None,

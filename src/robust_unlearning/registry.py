@@ -61,6 +61,13 @@ class Registry(Generic[T]):
     def build(self, name: str, options: dict[str, Any] | None = None) -> T:
         cls = self.get(name)
         options = dict(options or {})
+        if "preset" in options:  # named settings (e.g. a paper's): the preset, then explicit options
+            presets = getattr(cls, "presets", {}) or {}
+            preset = options.pop("preset")
+            if preset not in presets:
+                raise UnlearnError(f"unknown preset {preset!r} for {self.kind} {name!r}; known: "
+                                   f"{', '.join(sorted(presets)) or '(none)'}")
+            options = {**presets[preset], **options}
         allowed = option_names(cls)
         unknown = sorted(set(options) - set(allowed))
         if unknown:

@@ -15,6 +15,7 @@ process writes the output directory.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -26,15 +27,38 @@ from .io import atomic_dir, load_model, write_json_atomic
 from .loop import cpu_only, unlearn
 from .method import parse_method
 from .world.benchmark import evaluate, unlearning_data
-from .world.model import DEFAULT_SPEC, QUICK_SPEC, WorldBundle, build_world
+from .world.generator import TUNING_SEED
+from .world.model import DEFAULT_SPEC, QUICK_SPEC, TINY_SPEC, WorldBundle, WorldSpec, build_world
 
-WORLDS = {"world": DEFAULT_SPEC, "world-quick": QUICK_SPEC}
+WORLDS = {"world": DEFAULT_SPEC, "world-quick": QUICK_SPEC, "world-tiny": TINY_SPEC}
+
+
+def world_spec(name: str) -> WorldSpec:
+    """The world a name stands for: ``world`` / ``world-quick`` (the default evaluation world,
+    seed 1), ``world-tune`` / ``world-quick-tune`` (the tuning world, seed 100), and any of them
+    with ``:seed=N`` (another world: other persons, facts and split)."""
+    base, _, opts = name.partition(":")
+    tune = base.endswith("-tune")
+    base = base[: -len("-tune")] if tune else base
+    if base not in WORLDS:
+        raise UnlearnError(f"unknown benchmark {name!r}; known: {', '.join(WORLDS)}, world-tune, "
+                           "world-quick-tune, or any of them with :seed=N")
+    spec = WORLDS[base]
+    seed = TUNING_SEED if tune else spec.world.seed
+    if opts:
+        key, _, value = opts.partition("=")
+        if key != "seed" or not value.strip().lstrip("-").isdigit():
+            raise UnlearnError(f"bad world options {opts!r} in {name!r}: use {base}:seed=N")
+        seed = int(value)
+    return replace(spec, world=replace(spec.world, seed=seed))
+
+
+def is_world(name: str | None) -> bool:
+    return bool(name) and name.partition(":")[0].removesuffix("-tune") in WORLDS
 
 
 def world_bundle(name: str) -> WorldBundle:
-    if name not in WORLDS:
-        raise UnlearnError(f"unknown benchmark {name!r}; known: {', '.join(WORLDS)}")
-    return build_world(WORLDS[name])
+    return build_world(world_spec(name))
 
 
 def load_data(cfg: RunConfig) -> tuple[list[dict], list[dict] | None, WorldBundle | None]:
@@ -42,7 +66,7 @@ def load_data(cfg: RunConfig) -> tuple[list[dict], list[dict] | None, WorldBundl
     if d.benchmark:
         if d.forget or d.retain:
             raise UnlearnError("give either data.benchmark or data.forget/data.retain, not both")
-        if d.benchmark not in WORLDS:
+        if not is_world(d.benchmark):
             from .benchmarks import build_benchmark
 
             forget, retain = build_benchmark(d.benchmark, d.path, d.split, d.options).unlearning_data()

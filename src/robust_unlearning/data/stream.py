@@ -83,6 +83,12 @@ class BatchStream:
         out.weight = len(mine) * self.world / len(idx)
         return out
 
+    def samples_drawn(self) -> int:
+        """Records in the global batches drawn so far (budget accounting: every pass over a record
+        counts, StableUN's feedback batches included)."""
+        epochs, j = divmod(self.position, self.per_epoch)
+        return epochs * self.n + min(j * self.batch_size, self.n)
+
     def state_dict(self) -> dict:
         return {"position": self.position}
 

@@ -35,8 +35,11 @@ class RMU(Objective):
     def setup(self, model) -> None:
         if self.layer is None:
             self.layer = max(0, round(0.22 * num_layers(model)))
-        if not 0 <= self.layer < num_layers(model):
-            raise ValueError(f"rmu layer {self.layer} outside 0..{num_layers(model) - 1}")
+        # hidden_states[layer + 1] is decoder layer ``layer``'s output for every layer but the last,
+        # whose entry comes after the model's final norm: the last layer is refused
+        if not 0 <= self.layer < num_layers(model) - 1:
+            raise ValueError(f"rmu layer {self.layer} outside 0..{num_layers(model) - 2} (the last layer's "
+                             "hidden state is taken after the final norm, not the layer's residual stream)")
         g = torch.Generator().manual_seed(self.seed)
         u = torch.rand(model.config.hidden_size, generator=g)
         self._control = self.steering * u / u.norm()

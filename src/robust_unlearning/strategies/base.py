@@ -55,6 +55,7 @@ class StepContext:
     average_grads: Callable[[list[torch.Tensor]], list[torch.Tensor]] = lambda ts: ts
     passes: int = 0  # forward+backward passes run this step
     stats: dict = field(default_factory=dict)
+    total_steps: int | None = None  # optimizer steps in the whole run
 
     @property
     def has_retain(self) -> bool:

@@ -13,6 +13,7 @@ and released once ε has been applied. Passes per micro-batch: 2 (forget) + 1 (r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -23,6 +24,8 @@ from .perturb import TINY, Snapshot, perturb_, put_back, require_exact, sq_norm,
 @STRATEGIES.register("sam")
 @dataclass
 class SAM(Strategy):
+    # ``strategy: {preset: paper}``: ρ 0.01, the smoothing paper's WMDP and MUSE recipes
+    presets: ClassVar[dict] = {"paper": {"rho": 0.01}}
     rho: float = 0.01
 
     def __post_init__(self):

@@ -47,6 +47,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -78,6 +79,9 @@ def _dense(params, grads) -> list[torch.Tensor]:
 @STRATEGIES.register("stableun")
 @dataclass
 class StableUN(Strategy):
+    # ``strategy: {preset: paper}``: the paper's settings (T 2, M 5, ρ = μ = 1e-7, w 5, λ 0.5)
+    presets: ClassVar[dict] = {"paper": {"rules": list(RULES), "T": 2, "M": 5, "rho": 1e-7, "mu": 1e-7,
+                                         "w": 5, "lambda_f": 0.5, "lambda_r": 0.5}}
     rules: list[str] = field(default_factory=lambda: list(RULES))
     T: int = 2
     M: int | None = None  # None: DEFAULT_M with a retain loss, 0 without (choice 8)

@@ -9,12 +9,14 @@ and (t − ``start``) is a multiple of ``every``, the iterate θ_t joins the ave
 ``finalize`` copies θ̄ into the parameters, so the averaged weights are what gets evaluated and
 saved. If no iterate was collected (``start`` beyond the last step) the final weights are kept.
 The average lives in ``state_dict`` (one extra parameter-sized buffer). Recipe of the paper: from
-step 100 every 5 steps, of 125.
+step 100 every 5 steps, of 125; ``last`` = f in (0, 1] sets ``start`` to the first step of the run's
+last fraction f (``preset: paper`` is the last fifth, every step), whatever the run's length.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -24,15 +26,19 @@ from .base import STRATEGIES, StepContext, Strategy, accumulate_forget, accumula
 @STRATEGIES.register("wa")
 @dataclass
 class WA(Strategy):
+    presets: ClassVar[dict] = {"paper": {"last": 0.2, "every": 1}}
     start: int = 1
     every: int = 1
     ema: float | None = None
+    last: float | None = None  # average the last fraction of the run (overrides start)
 
     def __post_init__(self):
         if self.start < 0:
             raise ValueError(f"start must be >= 0, got {self.start}")
         if self.every < 1:
             raise ValueError(f"every must be >= 1, got {self.every}")
+        if self.last is not None and not 0.0 < self.last <= 1.0:
+            raise ValueError(f"last (a fraction of the run) must lie in (0, 1], got {self.last}")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise ValueError(f"ema (the decay) must lie in (0, 1), got {self.ema}")
         self._avg: list[torch.Tensor] | None = None
@@ -45,7 +51,12 @@ class WA(Strategy):
     @torch.no_grad()
     def after_step(self, ctx: StepContext) -> None:
         t = ctx.step + 1
-        if t < self.start or (t - self.start) % self.every:
+        start = self.start
+        if self.last is not None:
+            if ctx.total_steps is None:
+                raise ValueError("wa's 'last' needs the run's length (the loop passes it)")
+            start = max(1, ctx.total_steps - round(self.last * ctx.total_steps) + 1)
+        if t < start or (t - start) % self.every:
             return
         if self._avg is None:
             self._avg = [p.detach().clone().to(torch.promote_types(p.dtype, torch.float32))

@@ -1,17 +1,32 @@
 """The world as a benchmark: unlearning data and evaluation.
 
 Unlearning data: the forget persons' QA pairs (as TOFU's forget split) and the retain persons' QA
-pairs; ``form="bio"`` or ``"both"`` adds or swaps in the biographies. Evaluation: 4-option MCQ
-accuracy (chance 0.25) and greedy exact match on ``forget_eval`` (forget facts the relearning
-attacker never sees) and on ``retain_eval`` (utility).
+pairs, held-out persons excluded; ``form="bio"`` or ``"both"`` adds or swaps in the biographies.
+
+Evaluation (:func:`evaluate`):
+
+- ``forget_acc``: 4-option MCQ accuracy (chance 0.25) on ``forget_eval``, forget facts the relearning
+  attacker never sees; ``forget_probs`` (with ``details``): per item, the probability of the correct
+  option among the four (softmax of the options' summed log-likelihoods), the distribution the
+  knowledge measure compares with gold's (:mod:`robust_unlearning.metrics.knowledge`);
+- held-out utility: ``retain_acc`` on ``retain_eval`` (facts of held-out persons, never in the
+  unlearning retain set) and ``utility_nll``, the per-token NLL of the held-out persons' biographies
+  (general language the unlearning never trained on);
+- ``retain_train_acc``: MCQ accuracy on up to 200 facts of the unlearning retain set itself, to show
+  how much of the utility a method buys by fitting what it trains on;
+- with ``generation``: greedy exact match on both evaluation sets.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from ..eval.mcq import exact_match, mcq_accuracy
+import torch
+
+from ..eval.mcq import exact_match, sequence_logprobs
 from .generator import Fact, World
+
+RETAIN_TRAIN_EVAL = 200
 
 
 def qa_records(facts: list[Fact]) -> list[dict]:
@@ -29,11 +44,49 @@ def unlearning_data(world: World, form: Literal["qa", "bio", "both"] = "qa") -> 
     return forget, retain
 
 
-def evaluate(model, tokenizer, world: World, generation: bool = False) -> dict[str, float]:
-    out = {
-        "forget_acc": mcq_accuracy(model, tokenizer, world.forget_eval),
-        "retain_acc": mcq_accuracy(model, tokenizer, world.retain_eval),
+def option_logprobs(model, tokenizer, facts: list[Fact], batch_size: int = 128) -> torch.Tensor:
+    """Summed log-likelihood of each of the four options given the prompt: shape (items, 4)."""
+    prompts = [f.prompt for f in facts for _ in f.options]
+    conts = [" " + o for f in facts for o in f.options]
+    sums, _ = sequence_logprobs(model, tokenizer, prompts, conts, batch_size)
+    return sums.view(len(facts), -1)
+
+
+def mcq_scores(model, tokenizer, facts: list[Fact]) -> tuple[float, list[float]]:
+    """MCQ accuracy and, per item, the probability of the correct option among the options."""
+    if not facts:
+        raise ValueError("MCQ scoring on an empty fact list")
+    lp = option_logprobs(model, tokenizer, facts)
+    label = torch.tensor([f.label for f in facts])
+    acc = (lp.argmax(1) == label).float().mean().item()
+    probs = lp.softmax(1).gather(1, label[:, None])[:, 0]
+    return acc, [round(float(p), 6) for p in probs]
+
+
+def text_nll(model, tokenizer, texts: list[str]) -> float:
+    """Per-token NLL over ``texts`` (each after BOS), pooled over all tokens."""
+    sums, counts = sequence_logprobs(model, tokenizer, [""] * len(texts), texts)
+    return float(-sums.sum() / counts.sum().clamp(min=1))
+
+
+def retain_train_sample(world: World) -> list[Fact]:
+    facts = world.retain_facts
+    step = max(1, len(facts) // RETAIN_TRAIN_EVAL)
+    return facts[::step][:RETAIN_TRAIN_EVAL]
+
+
+def evaluate(model, tokenizer, world: World, generation: bool = False, details: bool = False) -> dict:
+    forget_acc, forget_probs = mcq_scores(model, tokenizer, world.forget_eval)
+    out: dict = {
+        "forget_acc": forget_acc,
+        "retain_acc": mcq_scores(model, tokenizer, world.retain_eval)[0],
+        "utility_nll": text_nll(model, tokenizer, world.heldout_texts) if world.heldout_persons else None,
+        "retain_train_acc": mcq_scores(model, tokenizer, retain_train_sample(world))[0],
     }
+    if out["utility_nll"] is None:
+        del out["utility_nll"]
+    if details:
+        out["forget_probs"] = forget_probs
     if generation:
         out["forget_em"] = exact_match(model, tokenizer, world.forget_eval)
         out["retain_em"] = exact_match(model, tokenizer, world.retain_eval)

@@ -3,11 +3,20 @@
 ``WorldConfig`` + seed -> ``World``: N persons x K attributes drawn from category vocabularies,
 rendered in two surface forms (question/answer pairs and short biographies), split into
 
-- ``forget`` persons (about 10 %) and ``retain`` persons;
-- a ``relearn`` pool: some forget facts, the attacker's material;
+- ``forget`` persons (15 %) and ``retain`` persons;
+- ``heldout`` persons: retain persons whose facts are *never* in the unlearning retain set. The
+  world and gold models learn them like every retain person; utility is scored on them, so a method
+  that fits the unlearning retain set harder (for example with extra retain batches) gains nothing
+  on what is scored;
+- a ``relearn`` pool: some forget facts, the attacker's material. It is larger than the largest
+  attack budget, so every attack draw is a real draw;
 - ``forget_eval``: the forget facts that are *not* in the relearn pool, so a relearning attack is
   scored on knowledge it was not shown;
-- ``retain_eval``: a sample of retain facts (utility).
+- ``retain_eval``: held-out persons' facts (utility on facts unlearning never trained on).
+
+Worlds are named by their config: another ``seed`` draws other persons, other facts and another
+split. Recipes are tuned on a *tuning world* (``TUNING_SEED``) and figures are reported on
+*evaluation worlds* (``EVAL_SEEDS``) that no tuning run has read.
 
 Every fact carries three fixed distractors from its own category for 4-option multiple choice.
 """
@@ -145,18 +154,21 @@ class Fact:
 @dataclass(frozen=True)
 class WorldConfig:
     n_persons: int = 300
-    forget_fraction: float = 0.1
-    relearn_pool: int = 40  # forget facts given to the attacker; the rest form forget_eval
-    retain_eval: int = 400
+    forget_fraction: float = 0.15
+    relearn_pool: int = 100  # forget facts given to the attacker; the rest form forget_eval
+    retain_eval: int = 400  # at most this many held-out facts are scored
+    heldout_fraction: float = 0.15  # of all persons: retain persons kept out of the unlearning data
     attributes: tuple[str, ...] = tuple(CATEGORIES)
-    seed: int = 0
+    seed: int = 1  # EVAL_SEEDS[0]: the default world is an evaluation world
 
     def key(self) -> str:
         blob = json.dumps(asdict(self), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-QUICK_WORLD = WorldConfig(n_persons=120, relearn_pool=16, retain_eval=120)
+QUICK_WORLD = WorldConfig(n_persons=120, relearn_pool=40, retain_eval=144)
+TUNING_SEED = 100  # the tuning world: recipes are chosen here and nowhere else
+EVAL_SEEDS = (1, 2)  # evaluation worlds: every reported figure; never read by a tuning run
 
 
 @dataclass
@@ -165,7 +177,8 @@ class World:
     persons: list[str]
     facts: dict[str, list[Fact]]  # person -> facts
     forget_persons: list[str]
-    retain_persons: list[str]
+    retain_persons: list[str]  # every retain person (the gold model's training set)
+    heldout_persons: list[str] = field(default_factory=list)  # retain persons unlearning never sees
     relearn: list[Fact] = field(default_factory=list)
     forget_eval: list[Fact] = field(default_factory=list)
     retain_eval: list[Fact] = field(default_factory=list)
@@ -183,7 +196,14 @@ class World:
 
     @property
     def retain_facts(self) -> list[Fact]:
-        return self.qa(self.retain_persons)
+        """The unlearning retain set: retain persons' facts, held-out persons excluded."""
+        held = set(self.heldout_persons)
+        return self.qa([p for p in self.retain_persons if p not in held])
+
+    @property
+    def heldout_texts(self) -> list[str]:
+        """Biographies of the held-out persons: general-language utility on text unlearning never saw."""
+        return [self.biography(p) for p in self.heldout_persons]
 
     def training_records(self, persons: list[str]) -> list[dict]:
         """Records for the world model: every QA pair and every biography of ``persons``."""
@@ -211,15 +231,18 @@ def generate_world(config: WorldConfig = WorldConfig()) -> World:
     order = persons[:]
     rng.shuffle(order)
     n_forget = max(1, round(config.forget_fraction * len(persons)))
+    n_held = round(config.heldout_fraction * len(persons))
     forget_persons, retain_persons = order[:n_forget], order[n_forget:]
-    world = World(config, persons, facts, forget_persons, retain_persons)
+    if n_held >= len(retain_persons):
+        raise ValueError("heldout_fraction leaves no retain persons for unlearning")
+    world = World(config, persons, facts, forget_persons, retain_persons, retain_persons[:n_held])
     forget_facts = world.forget_facts[:]
     rng.shuffle(forget_facts)
     if config.relearn_pool >= len(forget_facts):
         raise ValueError("relearn_pool must leave forget facts for evaluation")
     world.relearn = forget_facts[: config.relearn_pool]
     world.forget_eval = forget_facts[config.relearn_pool:]
-    retain_facts = world.retain_facts[:]
-    rng.shuffle(retain_facts)
-    world.retain_eval = retain_facts[: config.retain_eval]
+    heldout_facts = world.qa(world.heldout_persons)
+    rng.shuffle(heldout_facts)
+    world.retain_eval = heldout_facts[: config.retain_eval]
     return world

@@ -70,6 +70,11 @@ class WorldSpec:
 
 DEFAULT_SPEC = WorldSpec()
 QUICK_SPEC = WorldSpec(QUICK_WORLD, QUICK_MODEL, QUICK_PRETRAIN)
+# seconds to build: for tests and smoke runs of the whole protocol, not for figures
+TINY_SPEC = WorldSpec(WorldConfig(n_persons=40, relearn_pool=8, retain_eval=40),
+                      ModelConfig(vocab_size=600, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                  num_attention_heads=2, max_position_embeddings=128),
+                      PretrainConfig(epochs=15, batch_size=16, lr=5e-3, eval_every=100))
 
 
 def cache_root() -> Path:
@@ -197,8 +202,10 @@ class WorldBundle:
     gold_dir: Path
 
 
-def build_world(spec: WorldSpec = DEFAULT_SPEC, force: bool = False) -> WorldBundle:
-    """Generate the world and load or train the full and gold models (cached)."""
+def build_world(spec: WorldSpec = DEFAULT_SPEC, force: bool = False,
+                only: tuple[str, ...] = ("full", "gold")) -> WorldBundle:
+    """Generate the world and load or train the full and gold models (cached). ``only``: train just
+    these of the two (several processes can then train one world's models side by side)."""
     world = generate_world(spec.world)
     root = cache_root() / f"world-{spec.key()}"
     full_dir, gold_dir = root / "full", root / "gold"
@@ -211,7 +218,7 @@ def build_world(spec: WorldSpec = DEFAULT_SPEC, force: bool = False) -> WorldBun
             ("full", world.persons, eval_full, full_dir),
             ("gold", world.retain_persons, {"retain": world.retain_eval}, gold_dir),
         ):
-            if not force and (target / "model.safetensors").exists():
+            if name not in only or (not force and (target / "model.safetensors").exists()):
                 continue
             torch.manual_seed(spec.pretrain.seed)
             model = new_model(spec.model, tokenizer)

@@ -1,0 +1,166 @@
+"""The evaluation protocol: named worlds, knowledge measures against gold, budget accounting,
+paper presets, and the sweep's plan checks and selection rule (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from robust_unlearning.config import build_config
+from robust_unlearning.errors import UnlearnError
+from robust_unlearning.loop import unlearn
+from robust_unlearning.metrics.knowledge import by_budget, gap_rows, ks_distance, recovery
+from robust_unlearning.runner import is_world, world_spec
+from robust_unlearning.world.benchmark import evaluate, mcq_scores, unlearning_data
+from robust_unlearning.world.generator import EVAL_SEEDS, TUNING_SEED, generate_world
+
+
+# -- worlds ----------------------------------------------------------------------------------------
+def test_world_names_give_tuning_and_evaluation_worlds():
+    assert world_spec("world").world.seed == EVAL_SEEDS[0]
+    assert world_spec("world-tune").world.seed == TUNING_SEED
+    assert world_spec("world:seed=2").world.seed == 2
+    assert world_spec("world-quick-tune").world.n_persons == world_spec("world-quick").world.n_persons
+    assert world_spec("world-quick-tune").world.seed == TUNING_SEED
+    tune, ev = generate_world(world_spec("world-tune").world), generate_world(world_spec("world").world)
+    assert set(tune.persons) != set(ev.persons)
+    assert {(f.person, f.value) for f in tune.forget_eval}.isdisjoint({(f.person, f.value) for f in ev.forget_eval})
+    assert is_world("world:seed=7") and is_world("world-quick-tune") and not is_world("tofu")
+    for bad in ("worldx", "world:seed=x", "world:persons=3"):
+        with pytest.raises(UnlearnError):
+            world_spec(bad)
+
+
+# -- knowledge measures ----------------------------------------------------------------------------
+def test_gap_is_symmetric_and_paired_by_draw():
+    rows = [{"seed": 0, "samples": 4, "steps": 2, "forget_acc": 0.10, "forget_probs": [0.1, 0.1, 0.2]},
+            {"seed": 1, "samples": 4, "steps": 2, "forget_acc": 0.40, "forget_probs": [0.9, 0.8, 0.7]}]
+    gold = [{"seed": 0, "samples": 4, "steps": 2, "forget_acc": 0.25, "forget_probs": [0.2, 0.3, 0.25]},
+            {"seed": 1, "samples": 4, "steps": 2, "forget_acc": 0.30, "forget_probs": [0.2, 0.3, 0.25]}]
+    g = gap_rows(rows, gold)
+    assert g[0]["acc_gap"] == pytest.approx(0.15) and g[0]["signed_gap"] == pytest.approx(-0.15)
+    assert g[1]["acc_gap"] == pytest.approx(0.10) and g[1]["signed_gap"] == pytest.approx(0.10)
+    # KS: sup |F_a − F_b|; model 0 has 2 of 3 items below gold's smallest value 0.2 -> D = 2/3
+    assert g[0]["ks"] == pytest.approx(2 / 3)
+    assert g[1]["ks"] == pytest.approx(1.0)  # every model item above every gold item
+    b = by_budget(g)[0]
+    assert b["acc_gap"] == pytest.approx(0.125) and b["acc_gap_draw_std"] == pytest.approx(0.025)
+    with pytest.raises(ValueError, match="no gold row"):
+        gap_rows(rows, gold[:1])
+
+
+def test_ks_distance_and_recovery_by_hand():
+    assert ks_distance([0.0, 1.0], [0.0, 1.0]) == 0.0
+    assert ks_distance([0.1, 0.2, 0.3, 0.4], [0.35, 0.45, 0.55, 0.65]) == pytest.approx(0.75)
+    assert recovery(pre=0.25, post=0.55, original=1.0) == pytest.approx(0.4)
+    assert recovery(pre=1.0, post=1.0, original=1.0) is None
+
+
+def test_mcq_scores_give_the_correct_option_probability(trained_tiny, tiny_tokenizer, tiny_world):
+    from robust_unlearning.eval.mcq import mcq_accuracy
+
+    facts = tiny_world.forget_eval[:12]
+    acc, probs = mcq_scores(trained_tiny, tiny_tokenizer, facts)
+    assert acc == pytest.approx(mcq_accuracy(trained_tiny, tiny_tokenizer, facts))
+    assert len(probs) == len(facts) and all(0.0 <= p <= 1.0 for p in probs)
+    # an item is answered correctly exactly when its option has the largest probability, > 1/4 then
+    assert sum(p > 0.5 for p in probs) <= round(acc * len(facts))
+    ev = evaluate(trained_tiny, tiny_tokenizer, tiny_world, details=True)
+    assert set(ev) >= {"forget_acc", "retain_acc", "utility_nll", "retain_train_acc", "forget_probs"}
+    assert ev["utility_nll"] > 0
+
+
+# -- budget accounting and presets -----------------------------------------------------------------
+def _run(model, tok, world, method, strategy=None, steps=3):
+    forget, retain = unlearning_data(world)
+    cfg = build_config({"method": method, "strategy": strategy or {},
+                        "train": {"steps": steps, "batch_size": 4, "lr": 1e-4}})
+    return unlearn(model, tok, forget, retain, cfg)
+
+
+def test_budget_accounting_counts_every_sample_and_pass(tiny_model, tiny_tokenizer, tiny_world):
+    import copy
+
+    plain = _run(copy.deepcopy(tiny_model), tiny_tokenizer, tiny_world, "npo").metrics
+    assert plain["forget_samples"] == 3 * 4 and plain["retain_samples"] == 3 * 4
+    assert plain["passes"] == 3 * 2
+    st = _run(copy.deepcopy(tiny_model), tiny_tokenizer, tiny_world, "npo+stableun",
+              {"rules": ["gpn", "hws"], "T": 2, "M": 3}).metrics
+    # StableUN reads T fresh forget batches and M fresh retain batches per step
+    assert st["forget_samples"] == 3 * 4 * (1 + 2) and st["retain_samples"] == 3 * 4 * (1 + 3)
+    assert st["passes"] == 3 * (1 + 1 + 2 + 3)
+
+
+def test_paper_presets(tiny_model, tiny_tokenizer, tiny_world):
+    from robust_unlearning.strategies.base import STRATEGIES
+
+    s = STRATEGIES.build("stableun", {"preset": "paper"})
+    assert (s.M, s.rho, s.mu, s.T, s.w) == (5, 1e-7, 1e-7, 2, 5)
+    assert STRATEGIES.build("stableun", {"preset": "paper", "M": 2}).M == 2  # explicit options win
+    assert STRATEGIES.build("sam", {"preset": "paper"}).rho == 0.01
+    with pytest.raises(UnlearnError, match="unknown preset"):
+        STRATEGIES.build("sam", {"preset": "nope"})
+    res = _run(tiny_model, tiny_tokenizer, tiny_world, "npo+wa", {"preset": "paper"}, steps=10)
+    averaged = [e.get("averaged") for e in res.log]
+    assert averaged[:8] == [None] * 8 and averaged[8:] == [1, 2]  # the last fifth: steps 9 and 10
+
+
+# -- the sweep ----------------------------------------------------------------------------------------
+PLAN = {"tuning_world": "world-quick-tune", "eval_worlds": ["world-quick"], "seeds": [0], "tune_seeds": [0],
+        "attack": {"budgets": [[2, 1]], "lr": 1e-3, "batch_size": 2, "draws": 2},
+        "methods": {"npo": {"candidates": [{}, {"train": {"lr": 5e-4}}]},
+                    "npo+sam": {"candidates": [{"strategy": {"rho": 0.01}}, {"strategy": {"rho": 0.1}}]}}}
+
+
+def test_plan_checks(tmp_path):
+    from robust_unlearning.sweep import load_plan
+
+    def write(plan):
+        p = tmp_path / "plan.yaml"
+        p.write_text(yaml.safe_dump(plan))
+        return p
+
+    assert load_plan(write(PLAN))["utility_drop"] == 0.02
+    bad = json.loads(json.dumps(PLAN))
+    bad["methods"]["npo"]["candidates"].append({})
+    with pytest.raises(UnlearnError, match="same number of candidates"):
+        load_plan(write(bad))
+    bad = json.loads(json.dumps(PLAN))
+    bad["eval_worlds"] = ["world-quick-tune"]
+    with pytest.raises(UnlearnError, match="tuning world"):
+        load_plan(write(bad))
+    bad = json.loads(json.dumps(PLAN))
+    bad["methods"]["npo+nope"] = {"candidates": [{}, {}]}
+    with pytest.raises(UnlearnError, match="npo\\+nope"):
+        load_plan(write(bad))
+
+
+def _row(phase, label, cand, retain, acc, gold_acc=0.25, seed=0, world="w"):
+    runs = [{"seed": d, "samples": 2, "steps": 1, "forget_acc": acc} for d in (0, 1)]
+    if label == "gold":
+        runs = [{"seed": d, "samples": 2, "steps": 1, "forget_acc": gold_acc} for d in (0, 1)]
+    return {"phase": phase, "world": world, "label": label, "candidate": cand, "seed": seed,
+            "forget_acc": acc, "retain_acc": retain, "original": {"forget_acc": 1.0, "retain_acc": 1.0},
+            "relearn_runs": runs}
+
+
+def test_selection_rule_uses_the_tuning_world_only():
+    from robust_unlearning.sweep import select, summarize
+
+    rows = [_row("tune", "gold", 0, 0.95, 0.25),
+            _row("tune", "npo", 0, 0.90, 0.40), _row("tune", "npo", 1, 0.95, 0.60),
+            # sam #1 has the smallest gap but loses utility beyond the 0.02 allowance: not eligible
+            _row("tune", "npo+sam", 0, 0.89, 0.30), _row("tune", "npo+sam", 1, 0.80, 0.25),
+            # evaluation rows that would favour other candidates must not change the choice
+            _row("eval", "gold", 0, 0.95, 0.25), _row("eval", "npo", 0, 0.90, 0.9), _row("eval", "npo", 1, 0.9, 0.25),
+            _row("eval", "npo+sam", 0, 0.90, 0.5), _row("eval", "npo+sam", 1, 0.90, 0.25)]
+    chosen = select(PLAN, rows)
+    assert chosen["npo"]["candidate"] == 0  # gap 0.15 < 0.35
+    assert chosen["npo+sam"]["candidate"] == 0 and chosen["npo+sam"]["eligible"] == 1
+    s = summarize(PLAN, rows, chosen)
+    table = {r["label"]: r for r in s["table"]}
+    assert table["npo"]["gap"] == pytest.approx(0.65) and table["npo+sam"]["gap"] == pytest.approx(0.25)
+    assert table["npo"]["recovery"] == pytest.approx((0.9 - 0.9) / (1.0 - 0.9))
+    assert len(s["frontier"]) == 4 and sum(p["chosen"] for p in s["frontier"]) == 2
