@@ -67,7 +67,8 @@ def test_unlearning_data_chunks_documents(tmp_path):
 
 def test_icl_prompt_format():
     got = icl_prompt("Q2?", [{"question": "Q1?", "answer": " A1 "}])
-    assert got == "Question: Q1?\nAnswer: A1\n\nQuestion: Q2?\nAnswer:"
+    # MUSE's prompt (metrics/knowmem.py): answers as given, a trailing space after the last "Answer:"
+    assert got == "Question: Q1?\nAnswer:  A1 \n\nQuestion: Q2?\nAnswer: "
 
 
 def test_report_matches_metric_definitions(tmp_path, tiny_model, tiny_tokenizer):
@@ -76,13 +77,17 @@ def test_report_matches_metric_definitions(tmp_path, tiny_model, tiny_tokenizer)
     report = bench.evaluate(tiny_model, tiny_tokenizer)
     s = report["summary"]
     vm = report["verbmem"]
-    assert s["verbmem_forget"] == pytest.approx(sum(rouge_l_f1(vm["generations"], [r["gt"] for r in
-                                                    MUSE_SETS[("verbmem", "forget")]])) / 3)
+    # the reference cut to its first verbmem_tokens tokens, as MUSE does
+    refs = [tiny_tokenizer.decode(tiny_tokenizer(r["gt"])["input_ids"][:8], skip_special_tokens=True)
+            for r in MUSE_SETS[("verbmem", "forget")]]
+    assert vm["references"] == refs
+    assert s["verbmem_forget"] == pytest.approx(sum(rouge_l_f1(vm["generations"], refs)) / 3)
     assert len(report["knowmem_forget"]["scores"]) == 3 and len(report["knowmem_retain"]["scores"]) == 2
-    # Min-K % (K = 40 %) AUC recomputed from per-token log-probs, then PrivLeak by its formula
-    member = [min_k_score(t, 0.4) for t in text_token_logprobs(tiny_model, tiny_tokenizer, NEWS)]
-    non = [min_k_score(t, 0.4) for t in text_token_logprobs(tiny_model, tiny_tokenizer, OTHER + NEWS[:1])]
-    auc = roc_auc_score([1] * 4 + [0] * 4, member + non)
+    # Min-K % (K = 40 %) AUC recomputed from per-token log-probs, in MUSE's convention (the holdout
+    # texts are the positives), then PrivLeak by its formula
+    forget = [min_k_score(t, 0.4) for t in text_token_logprobs(tiny_model, tiny_tokenizer, NEWS)]
+    holdout = [min_k_score(t, 0.4) for t in text_token_logprobs(tiny_model, tiny_tokenizer, OTHER + NEWS[:1])]
+    auc = roc_auc_score([0] * 4 + [1] * 4, forget + holdout)
     assert s["mink_auc"] == pytest.approx(auc)
     assert s["privleak"] == pytest.approx((auc - 0.4) / 0.4 * 100)
 

@@ -50,9 +50,10 @@ def test_option_share():
 def test_truth_ratio_arithmetic_and_geometric_by_hand():
     para = torch.log(torch.tensor([0.5], dtype=torch.float64))
     pert = torch.log(torch.tensor([[0.1, 0.4]], dtype=torch.float64))
-    # paper: mean(0.1, 0.4) / 0.5 = 0.5 ; TOFU code: sqrt(0.1 * 0.4) / 0.5 = 0.4
-    assert truth_ratio(para, pert).item() == pytest.approx(0.5)
+    # TOFU's code (default): sqrt(0.1 * 0.4) / 0.5 = 0.4 ; arithmetic: mean(0.1, 0.4) / 0.5 = 0.5
+    assert truth_ratio(para, pert).item() == pytest.approx(0.4)
     assert truth_ratio(para, pert, "geometric").item() == pytest.approx(0.4)
+    assert truth_ratio(para, pert, "arithmetic").item() == pytest.approx(0.5)
     with pytest.raises(ValueError):
         truth_ratio(para, pert, "median")
 
@@ -61,8 +62,10 @@ def test_truth_ratio_ragged_mask():
     para = torch.log(torch.tensor([0.5, 0.2], dtype=torch.float64))
     pert = torch.log(torch.tensor([[0.1, 0.4, 0.7], [0.3, 0.9, 0.9]], dtype=torch.float64))
     mask = torch.tensor([[True, True, True], [True, False, False]])
-    r = truth_ratio(para, pert, mask=mask)
+    r = truth_ratio(para, pert, mask=mask, perturbed_mean="arithmetic")
     assert r.tolist() == pytest.approx([0.4 / 0.5, 0.3 / 0.2])
+    r = truth_ratio(para, pert, mask=mask)  # geometric mean of the existing entries only
+    assert r.tolist() == pytest.approx([(0.1 * 0.4 * 0.7) ** (1 / 3) / 0.5, 0.3 / 0.2])
 
 
 def test_truth_ratio_summaries():
@@ -125,7 +128,8 @@ def test_rouge_l_by_hand():
 
 def test_min_k_auc_privleak_by_hand():
     lp = torch.tensor([-1.0, -2.0, -3.0, -4.0, -5.0])
-    assert min_k_score(lp, 0.4) == pytest.approx(-4.5)  # ceil(0.4*5)=2 lowest: -5, -4
+    assert min_k_score(lp, 0.4) == pytest.approx(-4.5)  # floor(0.4*5)=2 lowest: -5, -4
+    assert min_k_score(lp[:4], 0.4) == pytest.approx(-4.0)  # floor(1.6)=1 lowest (MUSE rounds down)
     assert min_k_score(lp, 1.0) == pytest.approx(-3.0)
     assert min_k_score(lp, 0.01) == pytest.approx(-5.0)
     assert mia_auc([3, 4], [1, 2]) == 1.0
@@ -196,7 +200,8 @@ def test_score_qa_matches_metric_functions(tiny_model, tiny_tokenizer):
                                [it.answer, it.paraphrased or it.answer, *it.perturbed], add_eos=True)
         lp = s / c
         probs.append(math.exp(lp[0].item()))
-        trs.append(sum(math.exp(x) for x in lp[2:].tolist()) / len(it.perturbed) / math.exp(lp[1].item()))
+        # TOFU: exp(paraphrased loss - mean perturbed loss)
+        trs.append(math.exp(lp[2:].mean().item() - lp[1].item()))
     assert out["probabilities"] == pytest.approx(probs, rel=1e-5)
     assert out["truth_ratios"] == pytest.approx(trs, rel=1e-5)
     assert out["truth_ratio"] == pytest.approx(sum(trs) / 2, rel=1e-5)

@@ -6,7 +6,14 @@ Data (hub ``locuslab/TOFU``, every config has one split ``train``; or local file
 - evaluation: ``forgetXX_perturbed`` and ``retain_perturbed`` (``question``, ``answer``,
   ``paraphrased_answer``, ``perturbed_answer`` (list), ``paraphrased_question``),
   ``real_authors_perturbed`` and ``world_facts_perturbed`` (``question``, ``answer``,
-  ``perturbed_answer``; ``paraphrased_answer`` if present, else the answer).
+  ``perturbed_answer``).
+
+The truth ratio compares the perturbed answers with ``paraphrased_answer`` on the forget and retain
+sets and with ``answer`` on real authors and world facts (any ``paraphrased_answer`` there is not
+used), as TOFU's ``config/eval_everything.yaml`` (``base_answer_key``) and open-unlearning's
+``TOFU_QA_ra`` / ``TOFU_QA_wf`` do; it averages the perturbed answers' losses
+(``perturbed_mean="geometric"``, TOFU's definition; ``"arithmetic"`` is the named alternative).
+Every default is TOFU's (docs/conventions.md).
 
 Report: on every set probability, ROUGE-L recall and truth ratio (:mod:`..metrics.qa`); on the
 forget set the per-question truth ratios and, given the retain-only model (``reference``: a model
@@ -24,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UnlearnError
+from ..metrics.directions import directions
 from ..metrics.forget_quality import forget_quality, read_reference_truth_ratios
 from ..metrics.model_utility import model_utility
 from ..metrics.qa import QAItem, score_qa
@@ -42,7 +50,7 @@ class TOFU(Benchmark):
     split: str = "forget10"
     template: str = "Question: {question}\nAnswer:"
     reference: str | None = None  # retain-only model dir, or a reference JSON of its truth ratios
-    perturbed_mean: str = "arithmetic"  # "geometric" = TOFU's public code
+    perturbed_mean: str = "geometric"  # TOFU's; "arithmetic": mean of the perturbed probabilities
     limit: int | None = None  # at most this many questions per evaluation set
     max_new_tokens: int = 128  # TOFU generates up to 200 tokens including the question
     batch_size: int = 32
@@ -108,7 +116,11 @@ class TOFU(Benchmark):
             if not pert or not all(isinstance(p, str) for p in pert):
                 raise UnlearnError(f"TOFU {config}: record {i}: perturbed_answer must be a string or a "
                                    "non-empty list of strings")
-            para = r.get("paraphrased_answer") or r["answer"]
+            # TOFU's base answer: paraphrased on forget / retain, the answer itself on real authors /
+            # world facts (config/eval_everything.yaml, base_answer_key)
+            para = r["answer"]
+            if which in ("forget", "retain"):
+                para = r.get("paraphrased_answer") or para
             if not all(isinstance(x, str) for x in (r["question"], r["answer"], para)):
                 raise UnlearnError(f"TOFU {config}: record {i}: question, answer and paraphrased_answer "
                                    "must be strings")
@@ -163,4 +175,4 @@ class TOFU(Benchmark):
             utility[f"{name}_truth_ratio"] = report[name]["truth_ratio_utility_score"]
         summary.update(utility)
         summary["model_utility"] = model_utility(utility)  # nine values; six when generate=False
-        return {"summary": summary, **report}
+        return {"summary": summary, "directions": directions(summary), **report}

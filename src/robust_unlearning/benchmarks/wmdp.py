@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UnlearnError
+from ..metrics.directions import directions
 from ..metrics.mcq import LETTERS, check_docs, description, doc_to_text, mcq_accuracy
 from . import BENCHMARKS, Benchmark, limited
 from .source import chunk_words, load_records, require
@@ -106,4 +107,4 @@ class WMDP(Benchmark):
             topic = SUBSETS.get(name.removeprefix("wmdp_")) if name != "mmlu" else None
             report[name] = mcq_accuracy(model, tokenizer, docs, name, topic, self.engine, self.batch_size)
             summary[f"{name}_acc"] = report[name]["acc"]
-        return {"summary": summary, **report}
+        return {"summary": summary, "directions": directions(summary), **report}

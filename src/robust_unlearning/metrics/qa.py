@@ -36,7 +36,7 @@ class QAItem:
 
 
 def score_qa(model, tokenizer, items: list[QAItem], *, generate: bool = True, share: bool = False,
-             add_eos: bool = True, perturbed_mean: str = "arithmetic", max_new_tokens: int = 64,
+             add_eos: bool = True, perturbed_mean: str = "geometric", max_new_tokens: int = 64,
              batch_size: int = 32, max_length: int = 512, keep_generations: bool = False) -> dict:
     if not items:
         raise ValueError("score_qa on an empty set")

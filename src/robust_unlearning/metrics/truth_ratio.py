@@ -1,11 +1,15 @@
-"""Truth ratio (REFERENCES.md §4, TOFU).
+"""Truth ratio (REFERENCES.md §4, TOFU; docs/conventions.md).
 
-Definition: ``R = mean_k P(â_k|q)^{1/|â_k|} / P(ã|q)^{1/|ã|}`` with ``ã`` the paraphrased answer
-and ``â_k`` the perturbed (wrong) answers. A model that knows the answer has ``R`` well below 1.
+Definition (TOFU's evaluation code, ``locuslab/tofu`` ``evaluate_util.py`` / ``aggregate_eval_stat.py``,
+and open-unlearning's ``truth_ratio``): with ``L̄`` the per-token NLL of an answer given the question,
+``ã`` the paraphrased answer and ``â_k`` the perturbed (wrong) answers,
+``R = exp(L̄(ã) - mean_k L̄(â_k)) = geomean_k P(â_k|q)^{1/|â_k|} / P(ã|q)^{1/|ã|}``: the perturbed
+answers' losses are averaged, i.e. their normalised probabilities enter by their *geometric* mean.
+A model that knows the answer has ``R`` well below 1.
 
-``perturbed_mean="arithmetic"`` (default) is the paper's formula, as written in §4.
-``"geometric"`` averages the perturbed *log*-probabilities instead, as TOFU's public evaluation code
-does (``exp(mean(perturbed loss) - paraphrased loss)``); choose it to compare with published numbers.
+``perturbed_mean="geometric"`` (default) is that definition. ``"arithmetic"`` takes the arithmetic
+mean of the perturbed probabilities instead (the formula as the TOFU paper writes it); published
+TOFU numbers use the geometric mean.
 
 Summaries: on the forget split TOFU reports ``mean(min(R, 1/R))``; on utility sets (retain, real
 authors, world facts) it reports ``mean(max(0, 1 - R))``.
@@ -17,7 +21,7 @@ import torch
 
 
 def truth_ratio(paraphrased_logp: torch.Tensor, perturbed_logp: torch.Tensor,
-                perturbed_mean: str = "arithmetic", mask: torch.Tensor | None = None) -> torch.Tensor:
+                perturbed_mean: str = "geometric", mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-question ``R`` from length-normalised log-probs.
 
     ``paraphrased_logp``: shape (n,), ``log P(ã|q)^{1/|ã|}``; ``perturbed_logp``: shape (n, k);

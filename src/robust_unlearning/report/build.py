@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io import write_text_atomic
+from ..metrics.directions import label as metric_label
 from . import metrics as M
 from .load import Series, load_runs
 from .render import render_html, render_markdown
@@ -18,6 +19,7 @@ class Table:
     head: list[str]
     rows: list[list[str]]
     note: str = ""
+    labels: list[str] = field(default_factory=list)  # per column: direction / convention ("" none)
 
 
 @dataclass
@@ -239,12 +241,13 @@ def _benchmark_relearn_section(series: list[Series], rep: Report) -> None:
     head = ["method", "samples × steps", *keys]
     table = [[label, f"{k}×{st}", *[_pm(cell.get(key)) for key in keys]]
              for label, rows in rows_of.items() for (k, st), cell in rows.items()]
+    labels = ["", "", *[metric_label(k) or "" for k in keys]]
     rep.tables.append(Table("Relearning on the benchmark", head, table,
                             "Fine-tune on SAMPLES forget records for STEPS steps (mean ± std over draws). "
                             "held-out forget NLL: per-token NLL of forget records the attacker did not "
                             "see (lower: more came back); drawn: of those it saw. Benchmark metrics are "
                             "scored without the relearned items where they are part of the evaluation "
-                            "(TOFU's questions)."))
+                            "(TOFU's questions).", labels))
     ks = sorted({k for rows in rows_of.values() for k, _ in rows})
     panels = []
     for k in ks:
@@ -274,7 +277,7 @@ def _benchmark_quantize_section(series: list[Series], rep: Report) -> None:
     if skipped:
         note += " Skipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) + "."
     rep.tables.append(Table("Quantization attack on the benchmark", ["method", "weights", *keys], table,
-                            note))
+                            note, ["", "", *[metric_label(k) or "" for k in keys]]))
     panels = []
     for key in keys[:4]:
         def curve(s, key=key):

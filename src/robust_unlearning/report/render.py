@@ -30,7 +30,9 @@ window.addEventListener('load', countImages);
 
 def _table_html(t) -> str:
     e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for h in t.head)
+    labels = list(t.labels) + [""] * (len(t.head) - len(t.labels))
+    head = "".join(f"<th>{e(h)}<br><small>({e(lab)})</small></th>" if lab else f"<th>{e(h)}</th>"
+                   for h, lab in zip(t.head, labels, strict=False))
     rows = []
     for r in t.rows:
         cls = " class='gold'" if r[0].split(":")[-1] == "gold" else ""
@@ -74,7 +76,9 @@ def render_markdown(rep) -> str:
         lines += [f"## {t.title}", ""]
         if t.note:
             lines += [t.note, ""]
-        lines += ["| " + " | ".join(t.head) + " |", "|" + "---|" * len(t.head)]
+        labels = list(t.labels) + [""] * (len(t.head) - len(t.labels))
+        head = [f"{h} ({lab})" if lab else h for h, lab in zip(t.head, labels, strict=False)]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(t.head)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in t.rows]
         lines.append("")
     if rep.figures:
