@@ -123,6 +123,9 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny worlds and a tiny plan: checks the pipeline")
     ap.add_argument("--methods", default=None, help="comma-separated subset of the plan's methods")
     ap.add_argument("--skip-calibration", action="store_true", help="use the plan's attack as it is")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="wall-clock seconds for the whole run: no sweep job starts after it (minus 20 s for "
+                         "the summary); the summary covers the jobs that finished")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     os.environ.setdefault("ROBUST_UNLEARNING_QUIET", "1")
@@ -163,8 +166,12 @@ def main() -> None:
         calibration = calibrate(plan["tuning_world"], attacks, args.workers, plan["attack"].get("draws", 3), log)
         write_json_atomic(cal_path, calibration)
     plan["attack"] = {**plan["attack"], **calibration["chosen"]}
+    import yaml
+
+    (out / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))  # what the sweep ran
     t_cal = time.perf_counter() - t0 - t_worlds
-    summary = run_sweep(plan, out, ("tune", "eval"), workers=args.workers, threads=1, log=log)
+    deadline = None if args.budget is None else max(0.0, args.budget - (time.perf_counter() - t0) - 20)
+    summary = run_sweep(plan, out, ("tune", "eval"), workers=args.workers, threads=1, log=log, deadline=deadline)
     import torch
 
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 os.environ.setdefault("ROBUST_UNLEARNING_QUIET", "1")
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("ROBUST_UNLEARNING_TEST_THREADS", "2")))  # 1 on a busy machine
 
 from robust_unlearning.world.generator import WorldConfig, generate_world  # noqa: E402
 from robust_unlearning.world.model import ModelConfig, PretrainConfig, new_model, pretrain, train_tokenizer  # noqa: E402

@@ -301,7 +301,7 @@ def test_npo_away_from_the_reference(tiny_model, tiny_tokenizer, tiny_world):
         s_ref, _ = _summed_nll(ref_model(input_ids=batch["input_ids"],
                                          attention_mask=batch["attention_mask"]).logits, batch["labels"])
     delta = s_theta - s_ref
-    assert delta.detach().abs().min() > 5  # θ is well away from θ_ref
+    assert delta.detach().abs().min() > 2  # θ is well away from θ_ref
     want = -(2.0 / beta) * F.logsigmoid(beta * delta).mean()
     assert loss.item() == pytest.approx(want.item(), rel=1e-5)
 

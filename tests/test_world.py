@@ -19,7 +19,7 @@ def test_default_world_has_enough_forget_evaluation_items():
 def test_generation_is_deterministic_and_seed_dependent():
     a, b = generate_world(WorldConfig(n_persons=50, relearn_pool=8, retain_eval=40)), generate_world(
         WorldConfig(n_persons=50, relearn_pool=8, retain_eval=40))
-    c = generate_world(WorldConfig(n_persons=50, relearn_pool=8, retain_eval=40, seed=1))
+    c = generate_world(WorldConfig(n_persons=50, relearn_pool=8, retain_eval=40, seed=2))
     assert [f.to_json() for f in a.forget_eval] == [f.to_json() for f in b.forget_eval]
     assert [f.to_json() for f in a.forget_eval] != [f.to_json() for f in c.forget_eval]
 

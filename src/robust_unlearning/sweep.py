@@ -168,36 +168,72 @@ def _read_rows(path: Path) -> list[dict]:
 
 
 def run_sweep(plan: dict, out: str | Path, phases: tuple[str, ...] = ("tune", "eval"), workers: int = 1,
-              threads: int = 0, device: str | None = None, log=print) -> dict:
+              threads: int = 0, device: str | None = None, log=print, deadline: float | None = None) -> dict:
+    """Tune, select, evaluate, summarise. Evaluation runs gold and the chosen candidates first, then
+    the other candidates (the rest of the frontier). ``deadline`` (seconds from now): no job starts
+    after it; the summary covers what finished."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.jsonl"
-    done = {r["key"] for r in _read_rows(rows_path)}
-    jobs = [j for phase in phases for j in jobs_for(plan, phase) if j.key not in done]
-    log(f"sweep: {len(jobs)} jobs to run ({len(done)} already in {rows_path})")
     t0 = time.perf_counter()
-    with open(rows_path, "a") as fh:
-        def record(row: dict, i: int) -> None:
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-            log(f"[{i}/{len(jobs)}] {row['phase']} {row['world']} {row['label']} #{row['candidate']} "
-                f"s{row['seed']}: forget {row['forget_acc']:.3f} retain {row['retain_acc']:.3f} "
-                f"({row['job_seconds']:.0f}s; {time.perf_counter() - t0:.0f}s elapsed)")
+    stop_at = None if deadline is None else t0 + deadline
+    pool = None
+    if workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
 
-        if workers <= 1:
-            for i, job in enumerate(jobs, 1):
-                record(run_job(job, plan, device, threads), i)
-        else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            # one world per worker at a time where possible: jobs sorted by world, handed out in order
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                     initargs=(threads or 1,)) as pool:
-                futures = [pool.submit(run_job, j, plan, device, threads or 1) for j in jobs]
-                for i, fut in enumerate(as_completed(futures), 1):
-                    record(fut.result(), i)
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                   initargs=(threads or 1,))
+    try:
+        with open(rows_path, "a") as fh:
+            for phase in phases:
+                done = {r["key"] for r in _read_rows(rows_path)}
+                jobs = [j for j in jobs_for(plan, phase) if j.key not in done]
+                if phase == "eval":
+                    chosen = {k: v["candidate"] for k, v in select(plan, _read_rows(rows_path)).items()}
+                    jobs.sort(key=lambda j: 0 if j.label == GOLD else 1 if chosen.get(j.label) == j.candidate else 2)
+                log(f"sweep {phase}: {len(jobs)} jobs to run ({len(done)} rows already in {rows_path})")
+                _run_jobs(jobs, plan, device, threads, pool, fh, stop_at, t0, log)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return analyze(plan, out, log=log)
+
+
+def _run_jobs(jobs: list[Job], plan: dict, device, threads: int, pool, fh, stop_at, t0: float, log) -> None:
+    def record(row: dict, i: int) -> None:
+        fh.write(json.dumps(row) + "\n")
+        fh.flush()
+        log(f"[{i}/{len(jobs)}] {row['phase']} {row['world']} {row['label']} #{row['candidate']} "
+            f"s{row['seed']}: forget {row['forget_acc']:.3f} retain {row['retain_acc']:.3f} "
+            f"({row['job_seconds']:.0f}s; {time.perf_counter() - t0:.0f}s elapsed)")
+
+    def late() -> bool:
+        return stop_at is not None and time.perf_counter() > stop_at
+
+    if pool is None:
+        for i, job in enumerate(jobs, 1):
+            if late():
+                log(f"deadline: {len(jobs) - i + 1} jobs not started")
+                return
+            record(run_job(job, plan, device, threads), i)
+        return
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    futures = {pool.submit(run_job, j, plan, device, threads or 1): j for j in jobs}
+    pending, i = set(futures), 0
+    while pending:
+        finished, pending = wait(pending, timeout=5, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            if fut.cancelled():
+                continue
+            i += 1
+            record(fut.result(), i)
+        if late():
+            cancelled = sum(f.cancel() for f in pending)
+            if cancelled:
+                log(f"deadline: {cancelled} jobs not started")
+            pending = {f for f in pending if not f.cancelled()}
 
 
 # -- selection and summary -----------------------------------------------------------------------
@@ -248,7 +284,7 @@ def select(plan: dict, rows: list[dict]) -> dict:
         ref = _reference_label(label, plan)
         if (ref, 0) not in scores:
             continue
-        floor = mean(ref, 0, "retain_acc") - plan["utility_drop"]
+        floor = mean(ref, 0, "retain_acc") - plan.get("utility_drop", 0.02)
         ok = [i for i in cands if mean(label, i, "retain_acc") >= floor - 1e-9]
         pick = min(ok, key=lambda i: mean(label, i, "gap")) if ok else max(
             cands, key=lambda i: mean(label, i, "retain_acc"))

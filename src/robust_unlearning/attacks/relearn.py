@@ -80,15 +80,15 @@ def _attacker(model, cfg: RelearnConfig):
 def relearn_attack(model, tokenizer, world: World, cfg: RelearnConfig = RelearnConfig(),
                    desc: str = "relearn") -> list[dict]:
     """Return one row per (seed, samples, steps): ``{samples, steps, seed}`` and the world's evaluation
-    (``forget_acc``, ``retain_acc``, ``utility_nll``, ``retain_train_acc``, and the per-item
-    ``forget_probs`` that the knowledge measures compare with gold's)."""
+    (``forget_acc``, ``retain_acc`` and the per-item ``forget_probs`` that the knowledge measures
+    compare with gold's)."""
 
     def draw(seed: int, k: int) -> tuple[list[dict], random.Random]:
         rng = random.Random(f"{seed}-{k}")
         return _relearn_records(world, k, rng, cfg.form), rng
 
     return relearn_runs(model, tokenizer, cfg, draw,
-                        lambda m, drawn: evaluate(m, tokenizer, world, details=True), desc)
+                        lambda m, drawn: evaluate(m, tokenizer, world, details=True, utility=False), desc)
 
 
 def relearn_runs(model, tokenizer, cfg: RelearnConfig,

@@ -75,16 +75,16 @@ def retain_train_sample(world: World) -> list[Fact]:
     return facts[::step][:RETAIN_TRAIN_EVAL]
 
 
-def evaluate(model, tokenizer, world: World, generation: bool = False, details: bool = False) -> dict:
+def evaluate(model, tokenizer, world: World, generation: bool = False, details: bool = False,
+             utility: bool = True) -> dict:
+    """``utility=False`` leaves out ``utility_nll`` and ``retain_train_acc`` (the relearning attack
+    scores every checkpoint and needs only the forget and held-out retain accuracy)."""
     forget_acc, forget_probs = mcq_scores(model, tokenizer, world.forget_eval)
-    out: dict = {
-        "forget_acc": forget_acc,
-        "retain_acc": mcq_scores(model, tokenizer, world.retain_eval)[0],
-        "utility_nll": text_nll(model, tokenizer, world.heldout_texts) if world.heldout_persons else None,
-        "retain_train_acc": mcq_scores(model, tokenizer, retain_train_sample(world))[0],
-    }
-    if out["utility_nll"] is None:
-        del out["utility_nll"]
+    out: dict = {"forget_acc": forget_acc, "retain_acc": mcq_scores(model, tokenizer, world.retain_eval)[0]}
+    if utility:
+        if world.heldout_persons:
+            out["utility_nll"] = text_nll(model, tokenizer, world.heldout_texts)
+        out["retain_train_acc"] = mcq_scores(model, tokenizer, retain_train_sample(world))[0]
     if details:
         out["forget_probs"] = forget_probs
     if generation:
