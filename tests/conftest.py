@@ -57,3 +57,12 @@ def _trained_tiny(tiny_world, tiny_tokenizer, _tiny_model_init):
 def trained_tiny(_trained_tiny):
     """The tiny model after a short training on the tiny world (a fresh copy per test)."""
     return copy.deepcopy(_trained_tiny)
+
+
+@pytest.fixture(autouse=True)
+def _placement_reset():
+    """A command's --device / --dtype (robust_unlearning.placement) never outlives its test."""
+    from robust_unlearning import placement
+
+    yield
+    placement.reset()

@@ -23,6 +23,7 @@ from typing import List
 import typer
 
 from .errors import UnlearnError
+from .placement import BatchSizeOption, DeviceOption, DtypeOption, configure
 
 
 def is_world(name: str | None) -> bool:
@@ -151,14 +152,18 @@ def eval_cmd(model: Path = typer.Option(..., help="A saved model directory."),
              limit: int | None = typer.Option(None, help="At most this many examples per evaluation set."),
              option: List[str] | None = typer.Option(
                  None, "--option", "-o", help="Further benchmark option key=value (repeatable)."),
-             out: Path | None = typer.Option(None, help="Write the metrics JSON (every metric) here.")):
+             out: Path | None = typer.Option(None, help="Write the metrics JSON (every metric) here."),
+             device: DeviceOption = None, dtype: DtypeOption = None, batch_size: BatchSizeOption = None):
     """Score a saved model on a benchmark; print the summary, write every metric to --out."""
     from .benchmarks import build_benchmark
     from .config import parse_overrides
     from .io import load_model, write_json_atomic
 
     try:
+        configure(device, dtype)
         opts = parse_overrides(option or [])
+        if batch_size is not None:
+            opts["batch_size"] = batch_size
         if is_world(benchmark):
             opts["generation"] = generation
         if reference is not None:
@@ -208,6 +213,8 @@ def attack_relearn(
     metrics: bool = typer.Option(True, help="Other benchmarks: also the benchmark's own metrics after "
                                             "every budget (--no-metrics: held-out forget NLL only)."),
     out: Path | None = typer.Option(None, help="Write the results JSON here."),
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
 ):
     """Fine-tune on a few forget samples and measure how much forgotten knowledge comes back."""
     from .attacks.relearn import RelearnConfig, relearn_attack, summarize
@@ -218,6 +225,7 @@ def attack_relearn(
     from .runner import world_bundle
 
     try:
+        configure(device, dtype)
         given = attack_overrides(parse_budgets(budgets) if budgets is not None else None, lr,
                                  parse_seeds(seeds) if seeds is not None else None)
         if forget is not None or not is_world(benchmark):

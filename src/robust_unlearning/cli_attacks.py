@@ -22,6 +22,7 @@ from typing import Callable, List
 import typer
 
 from .errors import UnlearnError
+from .placement import DeviceOption, DtypeOption, configure
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -129,12 +130,15 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
         option: List[str] | None = typer.Option(
             None, "--option", "-o", help="Further benchmark option key=value (repeatable)."),
         out: Path | None = typer.Option(None, help="Write the results JSON here."),
+        device: DeviceOption = None,
+        dtype: DtypeOption = None,
     ):
         """Round the weights to 8/4 bits and check whether forgotten knowledge comes back."""
         from .attacks.quantize import QuantizeConfig, label, quantize_attack
         from .runner import is_world
 
         try:
+            configure(device, dtype)
             cfg = _config(QuantizeConfig, bits=_ints(bits, "--bits"), granularities=_names(granularity),
                           group_size=group_size, torch_int8=torch_int8)
             if not is_world(benchmark):
@@ -180,12 +184,15 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
         option: List[str] | None = typer.Option(
             None, "--option", "-o", help="Further benchmark option key=value (repeatable)."),
         out: Path | None = typer.Option(None, help="Write the results JSON here."),
+        device: DeviceOption = None,
+        dtype: DtypeOption = None,
     ):
         """Search a universal prompt prefix (GCG) that elicits the forgotten answers."""
         from .attacks.jailbreak import JailbreakConfig, gcg_attack, gcg_items
         from .runner import is_world
 
         try:
+            configure(device, dtype)
             cfg = _config(JailbreakConfig, prefix_len=prefix_len, iters=iters, topk=topk,
                           candidates=candidates, train_questions=train_questions, eval_every=eval_every,
                           seed=seed)
@@ -221,11 +228,14 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
         seed: int = typer.Option(0, help="Seed of the fact draws."),
         gold: bool = typer.Option(True, help="Attack the gold model too (the floor)."),
         out: Path | None = typer.Option(None, help="Write the results JSON here."),
+        device: DeviceOption = None,
+        dtype: DtypeOption = None,
     ):
         """Put related facts in the prompt and ask the forgotten questions again."""
         from .attacks.incontext import InContextConfig, incontext_attack
 
         try:
+            configure(device, dtype)
             cfg = _config(InContextConfig, facts=_ints(facts, "--facts"), sources=_names(sources), seed=seed)
             entries = _run_on_targets(model, benchmark, gold, "attacks", "incontext",
                                       lambda m, t, w: incontext_attack(m, t, w, cfg), out)
@@ -261,12 +271,15 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
         option: List[str] | None = typer.Option(
             None, "--option", "-o", help="Further benchmark option key=value (repeatable)."),
         out: Path | None = typer.Option(None, help="Write the results JSON here."),
+        device: DeviceOption = None,
+        dtype: DtypeOption = None,
     ):
         """Sharpness of the forget loss (PGD, random directions, top Hessian eigenvalue) and its landscape."""
         from .diagnostics.landscape import LandscapeConfig, landscape
         from .diagnostics.sharpness import SharpnessConfig, sharpness
 
         try:
+            configure(device, dtype)
             names = _names(what)
             bad = [n for n in names if n not in ("sharpness", "landscape")]
             if bad or not names:

@@ -169,8 +169,12 @@ def _tokenizer_problem(local: Path) -> str | None:
 
 
 def load_model(name: str | Path, tokenizer: str | Path | None = None, trust_remote_code: bool = False,
-               dtype: str = "float32"):
+               dtype: str | None = None, device=None):
     """Load a causal LM and its tokenizer from a local directory or a hub id (safetensors only).
+
+    ``dtype``: float32 / bfloat16 / float16 / auto (or fp32 / bf16 / fp16); ``device``: where the
+    weights go. Left ``None``, both follow what the command set through
+    :func:`.placement.configure` (``--device`` / ``--dtype``), else float32 on the CPU.
 
     Every failure is one :class:`UnlearnError`: a missing or unreadable directory, a broken
     ``config.json``, weights that do not deserialize or do not cover the model (a model with
@@ -179,9 +183,15 @@ def load_model(name: str | Path, tokenizer: str | Path | None = None, trust_remo
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .placement import DTYPES, current
+
+    cur_device, cur_dtype = current()
+    dtype = DTYPES.get(dtype, dtype) if dtype is not None else (cur_dtype or "float32")
+    device = device if device is not None else cur_device
     base = adapter_base(name)
     if base is not None:
-        return _load_merged_adapter(Path(str(name)).expanduser(), base, tokenizer, trust_remote_code, dtype)
+        return _load_merged_adapter(Path(str(name)).expanduser(), base, tokenizer, trust_remote_code, dtype,
+                                    device)
     name = check_model_path(name)
     if dtype not in _DTYPES:
         raise UnlearnError(f"unknown dtype {dtype!r}; known: {', '.join(_DTYPES)}")
@@ -213,16 +223,18 @@ def load_model(name: str | Path, tokenizer: str | Path | None = None, trust_remo
                            f"{_tokenizer_problem(Path(tok_name)) or _first_line(exc)}") from exc
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token  # padding is masked by position, never by id (collate.py)
+    if device is not None and torch.device(device) != model.device:
+        model = model.to(device)
     return model, tok
 
 
-def _load_merged_adapter(local: Path, base: str, tokenizer, trust_remote_code: bool, dtype: str):
+def _load_merged_adapter(local: Path, base: str, tokenizer, trust_remote_code: bool, dtype: str, device=None):
     """An adapter directory: its base model with the adapter (LoRA or bounded LoRA) merged in."""
     from .parameterizations.bounded_lora import load_adapter
 
     if tokenizer is None and any((local / f).is_file() for f in _TOKENIZER_FILES):
         tokenizer = local  # ``unlearn run`` saves the tokenizer beside the adapter
-    model, tok = load_model(base, tokenizer, trust_remote_code, dtype)
+    model, tok = load_model(base, tokenizer, trust_remote_code, dtype, device)
     try:
         model = load_adapter(model, local).merge_and_unload()
     except Exception as exc:

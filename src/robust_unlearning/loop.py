@@ -165,13 +165,22 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
         params = [p for _, p in named]
         strategy.setup(params)
 
+    # bf16/fp16 autocast casts the float32 masters of the weights it multiplies: a perturbation the
+    # cast rounds away is not seen by the forward; strategies then run the passes at the perturbed
+    # point with autocast off (exact_forward), on the masters (strategies/perturb.py)
+    forward_dtypes, exact_forward, exact_on = _autocast_plan(accelerator, model, params)
+
+    def amp():
+        return (torch.autocast(accelerator.device.type, enabled=False) if exact_on[0]
+                else accelerator.autocast())
+
     def forget_loss(batch):
-        with accelerator.autocast():
+        with amp():
             loss = objective.forget_loss(model, batch, reference)
         return loss * batch.weight if getattr(batch, "weight", 1.0) != 1.0 else loss
 
     def retain_loss(batch):
-        with accelerator.autocast():
+        with amp():
             loss = objective.retain_loss(model, batch, reference)
         return loss * batch.weight if loss is not None and getattr(batch, "weight", 1.0) != 1.0 else loss
 
@@ -283,6 +292,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
                     next_retain=lambda: next(retain_stream) if retain_stream else None,
                     gamma=tc.gamma, lr=scheduler.get_last_lr()[0], step=step, total_steps=steps,
                     all_reduce_sum=all_reduce_sum, all_finite=all_finite, average_grads=average_grads,
+                    forward_dtypes=forward_dtypes, exact_forward=exact_forward,
                 )
                 try:
                     strategy.compute(ctx)  # perturbations are undone even when it raises
@@ -354,6 +364,66 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     if start_step:
         metrics["resumed_from_step"] = start_step
     return UnlearnResult(model, method, param, metrics, log)
+
+
+# modules whose weights autocast casts to its dtype (linear / convolution kernels); a parameter of
+# another module is taken as cast when it is a matrix that no embedding owns (custom matmuls)
+_CAST_MODULES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Bilinear)
+
+
+def forward_dtypes_of(model: torch.nn.Module, params, dtype: torch.dtype) -> list:
+    """Per parameter, the dtype the autocast forward multiplies it in (``dtype`` for linear and
+    convolution weights, including an embedding tied to the output layer), ``None`` where it is
+    used as stored (embedding lookups, norms)."""
+    cast, emb = set(), set()
+    for m in model.modules():
+        own = {id(p) for p in m.parameters(recurse=False)}
+        if isinstance(m, _CAST_MODULES) or type(m).__name__ == "Conv1D":  # transformers' GPT-2 Conv1D
+            cast |= own
+        elif isinstance(m, torch.nn.Embedding):
+            emb |= own
+    return [dtype if p.dtype != dtype and (id(p) in cast or (p.dim() >= 2 and id(p) not in emb)) else None
+            for p in params]
+
+
+def _autocast_plan(accelerator, model, params):
+    """``(forward_dtypes, exact_forward, flag)`` for the StepContext: ``(None, None, flag)``
+    without autocast. ``exact_forward()`` runs passes with autocast off (also accelerate's autocast
+    wrapper of ``model.forward``); it is ``None`` when the model holds half-precision floating
+    weights (they would meet float32 activations)."""
+    import contextlib
+
+    flag = [False]
+    dev = accelerator.device.type
+    with accelerator.autocast():
+        on = torch.is_autocast_enabled(dev)
+        dtype = torch.get_autocast_dtype(dev) if on else None
+    if not on:
+        return None, None, flag
+    from .strategies.perturb import EXACT_DTYPES
+
+    if any(p.is_floating_point() and p.dtype not in EXACT_DTYPES for p in model.parameters()):
+        return forward_dtypes_of(model, params, dtype), None, flag
+
+    @contextlib.contextmanager
+    def exact_forward():
+        inner = accelerator.unwrap_model(model, keep_fp32_wrapper=True)
+        wrapped, orig = inner.__dict__.get("forward"), inner.__dict__.get("_original_forward")
+        flag[0] = True
+        if orig is not None:
+            inner.forward = orig
+        precision = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")  # TF32 would round the perturbation away too
+        try:
+            with torch.autocast(dev, enabled=False):
+                yield
+        finally:
+            torch.set_float32_matmul_precision(precision)
+            flag[0] = False
+            if orig is not None:
+                inner.forward = wrapped
+
+    return forward_dtypes_of(model, params, dtype), exact_forward, flag
 
 
 class _GradOverflow(Exception):

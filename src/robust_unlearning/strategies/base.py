@@ -53,6 +53,12 @@ class StepContext:
     # mean over processes of per-process gradients that did not come from ``backward`` (those of
     # ``torch.autograd.grad``, which DDP does not average); the identity in one process
     average_grads: Callable[[list[torch.Tensor]], list[torch.Tensor]] = lambda ts: ts
+    # per trainable parameter, the dtype the forward casts it to (autocast: bf16/fp16 for the weights
+    # of linear layers), None where it is used as stored; None overall without autocast
+    forward_dtypes: list | None = None
+    # a context that runs passes with autocast off, on the float32 masters (None: not possible, as
+    # frozen half-precision weights would meet float32 activations; or not needed)
+    exact_forward: Callable[[], object] | None = None
     passes: int = 0  # forward+backward passes run this step
     stats: dict = field(default_factory=dict)
     total_steps: int | None = None  # optimizer steps in the whole run

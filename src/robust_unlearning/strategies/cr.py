@@ -28,7 +28,19 @@ import torch
 
 from .base import STRATEGIES, StepContext, Strategy, accumulate_forget, accumulate_retain
 from .gp import inner
-from .perturb import TINY, Snapshot, add_, count, forget_grads, put_back, require_exact, sq_norm, take_grads
+from .perturb import (
+    TINY,
+    Snapshot,
+    add_,
+    count,
+    forget_grads,
+    perturbed_passes,
+    put_back,
+    require_exact,
+    share_of,
+    sq_norm,
+    take_grads,
+)
 
 
 @STRATEGIES.register("cr")
@@ -55,10 +67,27 @@ class CR(Strategy):
     def compute(self, ctx: StepContext) -> None:
         stash = take_grads(ctx.params)
         forget = [m.forget for m in ctx.micro]
-        n = len(forget)
         ctx.stats["forget_loss"] = accumulate_forget(ctx, 1.0, forget)
         g = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in ctx.params]
         gnorm = sq_norm(ctx, g) ** 0.5
+        # the forward must see θ + hĝ; if the autocast cast loses it, every pass of the step runs in
+        # float32 (d compares two gradients: both must come from one precision), phase 1 again
+        seen = share_of(ctx, ctx.params, lambda: iter(g), self.h / (gnorm + TINY))
+        with perturbed_passes(ctx, seen, "h", lambda: (x / (gnorm + TINY) for x in g), self.h) as exact:
+            if exact:
+                take_grads(ctx.params)
+                ctx.stats["forget_loss"] = accumulate_forget(ctx, 1.0, forget)
+                g = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+                     for p in ctx.params]
+                gnorm = sq_norm(ctx, g) ** 0.5
+            dnorm = self._phases(ctx, forget, g, gnorm)
+        ctx.stats["curvature_penalty"] = dnorm
+        ctx.stats["retain_loss"] = accumulate_retain(ctx)
+        put_back(ctx.params, stash)
+
+    def _phases(self, ctx: StepContext, forget, g, gnorm: float) -> float:
+        """Phases 2-4 (see the module doc); returns ‖d‖."""
+        n = len(forget)
         snap = Snapshot(ctx.params)
         try:
             add_(ctx.params, g, self.h / (gnorm + TINY))
@@ -83,6 +112,4 @@ class CR(Strategy):
             snap.restore()
         del g, d
         self._hvp(ctx, forget, dhat, -self.coef)
-        ctx.stats["curvature_penalty"] = dnorm
-        ctx.stats["retain_loss"] = accumulate_retain(ctx)
-        put_back(ctx.params, stash)
+        return dnorm

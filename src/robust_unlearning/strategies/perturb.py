@@ -12,8 +12,18 @@ Rules every strategy here follows (REFERENCES.md §2.1 lists the defects they av
   half-precision ones with an :class:`UnlearnError` at setup. To train a half-precision model, set
   ``train.mixed_precision: bf16``: the loop then keeps float32 master copies of the trainable
   parameters (the perturbation is applied to them) and runs the forward in bf16 under autocast.
-  Each perturbing step logs ``perturb_realized`` = ‖fl(θ+ε) − θ‖ / ‖ε‖ so a perturbation that
-  did round away is visible in the metrics, never silent.
+* **What the forward sees.** Under bf16/fp16 autocast the forward casts the float32 masters of
+  the weights it multiplies (linear, conv) to the autocast dtype, where most of a small ε rounds
+  away again (a model loaded in bf16 has masters exactly on the bf16 grid: every entry with
+  |ε_i| < ulp/2 vanishes). So every perturbation is measured in the dtype the forward uses
+  (:class:`Realized`: the share ``⟨c(θ+ε) − c(θ), ε⟩ / ‖ε‖²`` and the relative error
+  ``‖c(θ+ε) − c(θ) − ε‖ / ‖ε‖``, ``c`` the forward's cast of each parameter). When the autocast
+  copy's error exceeds 10 %, the passes at the perturbed point run with autocast off, on the
+  float32 masters (:func:`perturbed_passes`); when that is impossible (frozen half-precision
+  weights would meet float32 activations) the step stops with an error naming the smallest
+  radius whose perturbation the forward does see. Logged per step: ``perturb_realized`` /
+  ``perturb_error`` (what the perturbed forward saw), ``perturb_realized_autocast`` /
+  ``perturb_error_autocast`` (what the autocast cast keeps) and ``perturb_fp32_passes``.
 * **Graphs never outlive their point.** A forward graph built at a perturbed point is consumed
   (backward run) before the weights move again: autograd does not see in-place ``.data`` changes.
 * **Accumulate, never overwrite.** Whatever was in ``.grad`` when a strategy starts is stashed and
@@ -30,7 +40,9 @@ Rules every strategy here follows (REFERENCES.md §2.1 lists the defects they av
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -145,40 +157,182 @@ def add_(params: Sequence[torch.nn.Parameter], direction: Iterable[torch.Tensor]
         p.data.add_(d.to(p.dtype), alpha=alpha)
 
 
+@dataclass
+class Realized:
+    """How much of a requested move ε the weights kept: ``master`` in the parameters' own dtype,
+    ``forward`` as the forward casts them (the same without autocast). Share along ε,
+    ``⟨c(θ+ε) − c(θ), ε⟩ / ‖ε‖²`` (1: all of it, 0: rounded away), and relative error
+    ``‖c(θ+ε) − c(θ) − ε‖ / ‖ε‖`` (0: exact; rounding of entries far below the ulp can keep the
+    share near 1 on average while the error is large)."""
+
+    master: float
+    forward: float
+    norm: float  # ‖ε‖ requested
+    error_master: float = 0.0
+    error_forward: float = 0.0
+
+
+class _Share:
+    """Running sums over the parameters: ⟨Δ, ε⟩ and ‖Δ − ε‖² (masters and forward casts), ‖ε‖²."""
+
+    def __init__(self):
+        self.sums = torch.zeros(5, dtype=torch.float64)
+
+    def add(self, old: torch.Tensor, new: torch.Tensor, eps: torch.Tensor, cast: torch.dtype | None) -> None:
+        old, new, eps = local(old), local(new), local(eps).double()
+        dm = new.double() - old.double()
+        df = dm if cast is None or cast == new.dtype else new.to(cast).double() - old.to(cast).double()
+        self.sums += torch.stack([(dm * eps).sum(), (df * eps).sum(), (dm - eps).pow(2).sum(),
+                                  (df - eps).pow(2).sum(), eps.pow(2).sum()]).cpu()
+
+    def result(self, ctx) -> Realized:
+        m, f, em, ef, r = (float(x) for x in ctx.all_reduce_sum(self.sums))
+        if r <= 0:
+            return Realized(1.0, 1.0, 0.0)  # nothing was asked: nothing was lost
+        return Realized(m / r, f / r, r ** 0.5, (em / r) ** 0.5, (ef / r) ** 0.5)
+
+
+def _casts(ctx, params) -> list:
+    casts = getattr(ctx, "forward_dtypes", None)
+    if casts is None or len(casts) != len(params) or params is not getattr(ctx, "params", None):
+        return [None] * len(params)
+    return list(casts)
+
+
 @torch.no_grad()
-def perturb_(ctx, params: Sequence[torch.nn.Parameter], direction: Iterable[torch.Tensor], alpha: float,
-             requested_norm: float) -> float:
-    """θ ← θ + α·d in place; return the realised fraction ‖fl(θ+αd) − θ‖ / ``requested_norm``
-    (1.0 when fully represented, 0.0 when it rounded away entirely)."""
-    sq = torch.zeros((), dtype=torch.float64)
-    for p, d in zip(params, direction, strict=True):
+def perturb_(ctx, params: Sequence[torch.nn.Parameter], direction: Iterable[torch.Tensor],
+             alpha: float) -> Realized:
+    """θ ← θ + α·d in place; return the share of the move the weights (and the forward) kept."""
+    share = _Share()
+    for p, d, cast in zip(params, direction, _casts(ctx, params), strict=True):
         old = p.detach().clone()  # one parameter at a time: no model-sized buffer
-        p.data.add_(d.to(p.dtype), alpha=alpha)
-        sq += (local(p.detach()).double() - local(old).double()).pow(2).sum()
-    if requested_norm <= 0:
-        return 0.0
-    return float(ctx.all_reduce_sum(sq)) ** 0.5 / requested_norm
+        eps = d.to(p.dtype) * alpha
+        p.data.add_(eps)
+        share.add(old, p.detach(), eps, cast)
+    return share.result(ctx)
 
 
-@torch.no_grad()
-def gaussian_(ctx, params: Sequence[torch.nn.Parameter], sigma: float, seed: int) -> float:
-    """θ ← θ + N(0, σ²I), reproducibly (one generator per device seeded by ``seed``, so every
-    process draws the same noise); return the realised fraction of the drawn noise's norm."""
+def noise_draw(params, sigma: float, seed: int) -> Iterator[torch.Tensor]:
+    """The N(0, σ²I) draw of ``seed`` for each parameter (one generator per device, so every
+    process draws the same noise; each keeps its shard)."""
     gens: dict = {}
-    sq_req = torch.zeros((), dtype=torch.float64)
-    sq_got = torch.zeros((), dtype=torch.float64)
     for p in params:
         g = gens.get(p.device)
         if g is None:
             g = gens[p.device] = torch.Generator(device=p.device).manual_seed(seed)
         noise = torch.randn(p.shape, generator=g, device=p.device, dtype=torch.float32).mul_(sigma)
-        noise = shard_like(p, noise)  # the full noise on every process, each keeps its shard
+        yield shard_like(p, noise)  # the full noise on every process, each keeps its shard
+
+
+@torch.no_grad()
+def gaussian_(ctx, params: Sequence[torch.nn.Parameter], sigma: float, seed: int) -> Realized:
+    """θ ← θ + N(0, σ²I), reproducibly (seeded by ``seed``); return the share of the drawn noise
+    the weights (and the forward) kept."""
+    share = _Share()
+    for p, noise, cast in zip(params, noise_draw(params, sigma, seed), _casts(ctx, params), strict=True):
         old = p.detach().clone()
         p.data.add_(noise.to(p.dtype))
-        sq_req += local(noise).double().pow(2).sum()
-        sq_got += (local(p.detach()).double() - local(old).double()).pow(2).sum()
-    req = float(ctx.all_reduce_sum(sq_req)) ** 0.5
-    return float(ctx.all_reduce_sum(sq_got)) ** 0.5 / req if req > 0 else 0.0
+        share.add(old, p.detach(), noise.to(p.dtype), cast)
+    return share.result(ctx)
+
+
+@torch.no_grad()
+def share_of(ctx, params: Sequence[torch.nn.Parameter], moves: Callable[[], Iterable[torch.Tensor]],
+             scale: float) -> Realized:
+    """What :func:`perturb_` would report for the move ``scale``·ε (``moves()`` yields ε per
+    parameter) at the current weights, without moving them."""
+    share = _Share()
+    for p, eps, cast in zip(params, moves(), _casts(ctx, params), strict=True):
+        eps = eps.to(p.dtype) * scale
+        share.add(p.detach(), p.detach() + eps, eps, cast)
+    return share.result(ctx)
+
+
+SEEN = 0.1  # a move counts as seen when the forward's copy of it is within 10 % (relative error)
+
+
+def _seen(r: Realized) -> bool:
+    return r.error_forward <= SEEN
+
+
+def smallest_radius(ctx, params, moves: Callable[[], Iterable[torch.Tensor]], radius: float) -> float | None:
+    """The smallest multiple of ``radius`` (on a grid of ×√10 steps, up to 10⁸×) whose move the
+    forward's casts keep within 10 %; ``None`` if none does."""
+    for k in range(0, 17):
+        scale = 10 ** (k / 2)
+        if _seen(share_of(ctx, params, moves, radius * scale)):
+            return radius * scale
+    return None
+
+
+@contextlib.contextmanager
+def perturbed_passes(ctx, realized: Realized | Sequence[Realized], what: str,
+                     moves: Callable[[], Iterable[torch.Tensor]] | None = None, radius: float | None = None,
+                     also: Sequence[Realized] = ()):
+    """Run the passes at a perturbed point so that their forward sees the perturbation.
+
+    ``realized``: the perturbation(s) that led to this point; ``also``: earlier moves it stands on
+    (StableUN's inner step), which count for the decision but are logged apart
+    (``inner_step_realized``). Without autocast, or when the autocast cast keeps every move within
+    10 %, the passes run as usual. Otherwise they run with autocast off on the float32 masters
+    (``ctx.exact_forward``); where that is not available the step stops with an
+    :class:`UnlearnError` naming the smallest ``what`` (the option; ``radius`` its value,
+    ``moves()`` the move per unit of it) whose perturbation the forward does see. Yields whether
+    the passes run in float32. Records in ``ctx.stats``: ``perturb_realized`` / ``perturb_error``
+    (share and relative error of what the forward saw: minimum / maximum over the step),
+    ``perturb_realized_autocast`` / ``perturb_error_autocast`` (what the autocast cast keeps) and
+    ``perturb_fp32_passes``."""
+    asked = [r for r in ([realized] if isinstance(realized, Realized) else realized) if r.norm > 0]
+    before = [r for r in also if r.norm > 0]
+    # without autocast the forward uses the weights as stored: nothing to decide, only to record
+    autocast = getattr(ctx, "forward_dtypes", None) is not None
+    unseen = [r for r in asked + before if not _seen(r)] if autocast else []
+    stats = ctx.stats
+    if asked and autocast:
+        _low(stats, "perturb_realized_autocast", min(r.forward for r in asked))
+        _high(stats, "perturb_error_autocast", max(r.error_forward for r in asked))
+    if unseen and getattr(ctx, "exact_forward", None) is None:
+        inner = not any(u is r for u in unseen for r in asked)
+        hint = ""
+        if not inner and moves is not None and radius is not None:
+            r_ok = smallest_radius(ctx, ctx.params, moves, radius)
+            hint = (f"; the smallest {what} whose perturbation it sees is about {r_ok:.3g}"
+                    if r_ok is not None else f"; it sees none up to {what} = {radius * 1e8:.3g}")
+        name = ("the inner step (the learning rate times the gradient)" if inner
+                else f"the perturbation ({what} = {radius:g})" if radius is not None else "the perturbation")
+        raise UnlearnError(
+            f"{name} is below what the forward's {_autocast_name(ctx)} represents: it sees "
+            f"{min(r.forward for r in unseen):.1%} of it (relative error "
+            f"{max(r.error_forward for r in unseen):.0%}), and the perturbed passes cannot run on float32 "
+            f"weights because the model has half-precision weights that are not trained{hint}. Load the "
+            "model in float32 (dtype: float32; train.mixed_precision keeps bf16 compute for the other "
+            "passes)" + ("" if inner else f" or raise {what}"))
+    exact = bool(unseen)
+    if asked:
+        _low(stats, "perturb_realized", min(r.master if exact else r.forward for r in asked))
+        _high(stats, "perturb_error", max(r.error_master if exact else r.error_forward for r in asked))
+    if before:
+        _low(stats, "inner_step_realized", min(r.master if exact else r.forward for r in before))
+    if not exact:
+        yield False
+        return
+    start = ctx.passes
+    with ctx.exact_forward():
+        yield True
+    stats["perturb_fp32_passes"] = stats.get("perturb_fp32_passes", 0) + ctx.passes - start
+
+
+def _low(stats: dict, key: str, value: float) -> None:
+    stats[key] = min(value, stats.get(key, value))
+
+
+def _high(stats: dict, key: str, value: float) -> None:
+    stats[key] = max(value, stats.get(key, value))
+
+
+def _autocast_name(ctx) -> str:
+    dts = {d for d in (getattr(ctx, "forward_dtypes", None) or []) if d is not None}
+    return "/".join(sorted(str(d).replace("torch.", "") for d in dts)) + " autocast" if dts else "dtype"
 
 
 @torch.no_grad()

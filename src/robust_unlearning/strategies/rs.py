@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .base import STRATEGIES, StepContext, Strategy, accumulate_forget, accumulate_retain
-from .perturb import Snapshot, gaussian_, put_back, require_exact, take_grads
+from .perturb import Snapshot, gaussian_, noise_draw, perturbed_passes, put_back, require_exact, take_grads
 
 
 @STRATEGIES.register("rs")
@@ -40,9 +40,11 @@ class RS(Strategy):
         total = 0.0
         try:
             for i in range(self.samples):
-                got = gaussian_(ctx, ctx.params, self.sigma, (self.seed * 1_000_003 + ctx.step) * 101 + i)
-                ctx.stats["perturb_realized"] = min(got, ctx.stats.get("perturb_realized", got))
-                total += accumulate_forget(ctx, 1.0 / self.samples, forget)
+                seed = (self.seed * 1_000_003 + ctx.step) * 101 + i
+                got = gaussian_(ctx, ctx.params, self.sigma, seed)
+                unit = lambda s=seed: noise_draw(ctx.params, 1.0, s)  # noqa: E731 (the draw at σ = 1)
+                with perturbed_passes(ctx, got, "sigma", unit, self.sigma):
+                    total += accumulate_forget(ctx, 1.0 / self.samples, forget)
                 snap.restore()
         finally:
             snap.restore()

@@ -18,7 +18,7 @@ from typing import ClassVar
 import torch
 
 from .base import STRATEGIES, StepContext, Strategy, accumulate_forget, accumulate_retain
-from .perturb import TINY, Snapshot, perturb_, put_back, require_exact, sq_norm, take_grads
+from .perturb import TINY, Snapshot, perturb_, perturbed_passes, put_back, require_exact, sq_norm, take_grads
 
 
 @STRATEGIES.register("sam")
@@ -46,12 +46,19 @@ class SAM(Strategy):
         try:
             direction = [x if x is not None else torch.zeros_like(p)
                          for x, p in zip(g, ctx.params, strict=True)]
-            ctx.stats["perturb_realized"] = perturb_(ctx, ctx.params, direction, self.rho / (norm + TINY),
-                                                     self.rho if norm > 0 else 0.0)
-            del direction
-            del g
-            take_grads(ctx.params)  # drop the phase-1 gradient: ∇ℓ_f(θ+ε) replaces it
-            ctx.stats["forget_loss_perturbed"] = accumulate_forget(ctx, 1.0, forget)
+            got = perturb_(ctx, ctx.params, direction, self.rho / (norm + TINY))
+            held = [direction]  # for the error message only: released before the next pass
+            with perturbed_passes(ctx, got, "rho", lambda: (x / (norm + TINY) for x in held[0]), self.rho):
+                held.clear()
+                del direction
+                del g
+                take_grads(ctx.params)  # drop the phase-1 gradient: ∇ℓ_f(θ+ε) replaces it
+                loss_eps = accumulate_forget(ctx, 1.0, forget)
+            ctx.stats["forget_loss_perturbed"] = loss_eps
+            if norm > 0 and not ctx.stats.get("perturb_fp32_passes"):
+                # the loss change the forward saw against the first-order prediction ρ‖g‖ (both
+                # losses from the same batches in the same precision)
+                ctx.stats["perturb_loss_ratio"] = (loss_eps - ctx.stats["forget_loss"]) / (self.rho * norm)
         finally:
             snap.restore()
         ctx.stats["retain_loss"] = accumulate_retain(ctx)

@@ -56,12 +56,13 @@ from .base import STRATEGIES, StepContext, Strategy, accumulate_forget, accumula
 from .perturb import (
     TINY,
     Snapshot,
-    add_,
     add_to_grads,
     dot,
     gaussian_,
     mean_with_,
+    noise_draw,
     perturb_,
+    perturbed_passes,
     put_back,
     require_exact,
     sq_norm,
@@ -152,39 +153,37 @@ class StableUN(Strategy):
         snap = Snapshot(params)
         lr = ctx.lr
 
-        def goto_tau() -> None:
+        def goto_tau():
+            """θ → θτ; the share of the inner step the weights (and the forward) kept."""
             snap.restore()
-            add_(params, g0, -lr)
+            return perturb_(ctx, params, g0, -lr)
 
         rules = self.draw(ctx.step)
         ctx.stats["rules"] = ",".join(rules)
         try:
             # 2. forgetting feedback, accumulated in .grad (scaled 1/T)
-            fb_losses, realized_ratios = [], []
+            fb_losses = []
             for i, rule in enumerate(rules):
-                goto_tau()
+                tau = goto_tau()
                 batches = [ctx.next_forget() for _ in range(n)]
-                ratio = self._apply(ctx, rule, batches, i)
-                if ratio is not None:
-                    realized_ratios.append(ratio)
-                fb_losses.append(accumulate_forget(ctx, 1.0 / len(rules), batches))
+                with self._apply(ctx, rule, batches, i, tau):
+                    fb_losses.append(accumulate_forget(ctx, 1.0 / len(rules), batches))
             g_fb = _dense(params, take_grads(params))
             ctx.stats["feedback_forget"] = sum(fb_losses) / len(fb_losses) if fb_losses else None
-            if realized_ratios:
-                ctx.stats["perturb_realized"] = min(realized_ratios)
 
             # 3. remembering feedback at θτ
             fb2 = []
             m = self.M if self.M is not None else (DEFAULT_M if ctx.has_retain else 0)
             if m:
-                goto_tau()
-                for _ in range(m):
-                    batches = [ctx.next_retain() for _ in range(n)]
-                    if any(b is None for b in batches):
-                        raise UnlearnError("stableun's remembering feedback needs a retain loss and retain "
-                                           "data; this objective has none: set strategy.M: 0 (or leave "
-                                           "it unset)")
-                    fb2.append(accumulate_retain(ctx, 1.0 / m, batches))
+                tau = goto_tau()
+                with perturbed_passes(ctx, [], "lr", also=[tau]):
+                    for _ in range(m):
+                        batches = [ctx.next_retain() for _ in range(n)]
+                        if any(b is None for b in batches):
+                            raise UnlearnError("stableun's remembering feedback needs a retain loss and "
+                                               "retain data; this objective has none: set strategy.M: 0 "
+                                               "(or leave it unset)")
+                        fb2.append(accumulate_retain(ctx, 1.0 / m, batches))
             g_fb2 = _dense(params, take_grads(params))
             ctx.stats["feedback_retain"] = sum(fb2) / len(fb2) if fb2 else None
         finally:
@@ -210,23 +209,29 @@ class StableUN(Strategy):
         add_to_grads(params, g_fb, 1.0)
         put_back(params, stash)
 
-    def _apply(self, ctx: StepContext, rule: str, batches, i: int) -> float | None:
-        """Move θτ (the current weights) by ``rule``; return the realised fraction of the move."""
+    def _apply(self, ctx: StepContext, rule: str, batches, i: int, tau):
+        """Move θτ (the current weights) by ``rule``; return the context the feedback passes at the
+        moved point run in (so that their forward sees the move, see :func:`.perturb.perturbed_passes`)."""
         params = ctx.params
         if rule in ("sap", "gap"):
             # ∇ℓ_f(θτ) through ctx.backward (not autograd.grad), so that under DDP it is averaged over
             # processes like every other gradient; the feedback accumulated so far is set aside
             stash = take_grads(params)
-            accumulate_forget(ctx, 1.0, batches)
+            with perturbed_passes(ctx, [], "lr", also=[tau]):
+                accumulate_forget(ctx, 1.0, batches)
             d = _dense(params, take_grads(params))
             put_back(params, stash)
             norm = sq_norm(ctx, d) ** 0.5
             if rule == "sap":
-                alpha, requested = self.rho / (norm + TINY), (self.rho if norm > 0 else 0.0)
+                unit, radius, what = 1.0 / (norm + TINY), self.rho, "rho"
             else:
-                alpha, requested = self.mu, self.mu * norm
-            return perturb_(ctx, params, d, alpha, requested)
+                unit, radius, what = 1.0, self.mu, "mu"
+            got = perturb_(ctx, params, d, radius * unit)
+            return perturbed_passes(ctx, got, what, lambda: (x * unit for x in d), radius, also=[tau])
         if rule == "gpn":
-            return gaussian_(ctx, params, self.rho, ((self.seed * 1_000_003 + ctx.step) * 101 + i) * 7 + 1)
-        mean_with_(params, list(self._history))  # hws
-        return None
+            seed = ((self.seed * 1_000_003 + ctx.step) * 101 + i) * 7 + 1
+            got = gaussian_(ctx, params, self.rho, seed)
+            return perturbed_passes(ctx, got, "rho", lambda: noise_draw(params, 1.0, seed), self.rho,
+                                    also=[tau])
+        mean_with_(params, list(self._history))  # hws: a large move (iterates apart), tau only
+        return perturbed_passes(ctx, [], "lr", also=[tau])
