@@ -8,6 +8,7 @@
     unlearn diagnose --model DIR [--what sharpness,landscape]
     unlearn report RUN_DIR [RUN_DIR ...] [--out DIR]
     unlearn methods
+    unlearn models [--convert smollm2-135m]
 
 Every user error prints one line ``error: ...`` on stderr and exits with code 2.
 """
@@ -314,6 +315,24 @@ def methods():
     typer.echo(f"objectives:        {', '.join(OBJECTIVES.names())}")
     typer.echo(f"strategies:        {', '.join(STRATEGIES.names())}")
     typer.echo(f"parameterizations: {', '.join(PARAMETERIZATIONS.names())}")
+
+
+@app.command()
+def models(convert: str = typer.Option(None, help="Convert this named model into the cache now.")):
+    """List the named models (usable as model: / --model / --gold-model) and where they are cached."""
+    from .models import ensure_model, list_models, models_root
+
+    try:
+        if convert:
+            typer.echo(f"{convert}: {ensure_model(convert, log=typer.echo)}")
+        typer.echo(f"cache: {models_root()}  (set ROBUST_UNLEARNING_CACHE to move it)")
+        for row in list_models():
+            state = ("converted" if row["converted"] else "converted on first use") if row["installed"] \
+                else f"not installed: {row['install']}"
+            typer.echo(f"{row['name']}: {row['description']}")
+            typer.echo(f"    {state}; {row['path']}")
+    except UnlearnError as exc:
+        _fail(exc)
 
 
 from .cli_attacks import register as _register_attack_commands  # noqa: E402

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationError, field_validator
 
 from .errors import UnlearnError
 
@@ -57,6 +57,13 @@ class DataConfig(_Strict):
     path: str | None = None  # local data of a benchmark (file or directory); default: the hub
     split: str | None = None  # benchmark split: tofu forget01/05/10, wmdp bio/cyber
     options: dict[str, Any] = {}  # further benchmark options (e.g. tofu template, chunk_words)
+    # QA rows as a one-turn chat (data/chat.py): auto = when the tokenizer has a chat template
+    chat_template: Literal["auto", "on", "off"] = "auto"
+
+    @field_validator("chat_template", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, v):  # YAML reads an unquoted on / off as a boolean
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
 
 class RunConfig(_Strict):

@@ -104,8 +104,11 @@ def _quiet_transformers() -> Iterator[None]:
 def check_model_path(name: str | Path) -> str:
     """Fail fast (before any expensive work) on a model path that cannot load: a missing local
     directory, a file, no or malformed ``config.json``, no safetensors weights. Hub ids pass.
-    Returns the name to load (``~`` expanded)."""
-    name = str(name)
+    Returns the name to load (``~`` expanded). A named model (``smollm2-135m``, :mod:`.models`)
+    becomes its converted directory in the cache."""
+    from .models import resolve_model
+
+    name = str(resolve_model(str(name)))
     local = Path(name).expanduser()
     try:
         if not local.exists():

@@ -55,6 +55,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .config import RunConfig
+from .data.chat import set_chat_template
 from .data.collate import Collator
 from .data.stream import BatchStream
 from .errors import NonFiniteLossError, UnlearnError
@@ -145,6 +146,8 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     strategy.setup(params)
 
     # -- data, optimizer, schedule -----------------------------------------------------------------
+    if cfg.data.chat_template != "auto":  # recorded on the tokenizer: evaluation and attacks follow
+        set_chat_template(tokenizer, cfg.data.chat_template)
     collate = Collator(tokenizer, tc.max_length)
     shard = {"rank": accelerator.process_index, "world": accelerator.num_processes,
              "device": accelerator.device}

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from .config import RunConfig, load_config
+from .data.chat import set_chat_template
 from .data.jsonl import read_jsonl
 from .errors import UnlearnError
 from .io import atomic_dir, load_model, write_json_atomic
@@ -99,6 +100,7 @@ def run_config(path: str | Path, overrides: list[str], log=print, resume: bool =
     if model_name is None:
         raise UnlearnError("no model: set 'model' (a hub id or a local directory)")
     model, tokenizer = load_model(model_name, cfg.tokenizer, cfg.trust_remote_code, cfg.dtype)
+    set_chat_template(tokenizer, cfg.data.chat_template)  # QA format of training, evaluation, attacks
     if resume:
         from .checkpoint import latest
 

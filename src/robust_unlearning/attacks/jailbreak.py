@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..data.chat import answer_ids, prompt_parts
 from ..data.collate import IGNORE, Encoded, pad_batch, pad_id_of
 from ..eval.mcq import token_logprob_sums
 from ..progress import progress
@@ -55,10 +56,6 @@ class JailbreakConfig:
             raise ValueError(f"jailbreak iters must be >= 0, not {self.iters}")
 
 
-def _bos(tok) -> list[int]:
-    return [tok.bos_token_id] if tok.bos_token_id is not None else []
-
-
 def allowed_tokens(tok) -> torch.Tensor:
     """Token ids a prefix may use: not special, decoding to printable ASCII."""
     special = set(tok.all_special_ids)
@@ -78,14 +75,14 @@ class _Template:
     """Question/answer rows with ``prefix_len`` free slots after <bos>, padded once."""
 
     def __init__(self, tok, pairs: list[tuple[str, str]], prefix_len: int):
-        bos = _bos(tok)
-        self.start = len(bos)
         self.prefix_len = prefix_len
+        self.start = 0
         enc = []
         for prompt, cont in pairs:
-            p = tok(prompt, add_special_tokens=False)["input_ids"]
-            c = tok(cont, add_special_tokens=False)["input_ids"]
-            ids = bos + [0] * prefix_len + p + c
+            lead, p = prompt_parts(tok, prompt)  # <bos> or the chat template's head (data/chat.py)
+            c = answer_ids(tok, cont)
+            self.start = len(lead)
+            ids = lead + [0] * prefix_len + p + c
             enc.append(Encoded(ids, [IGNORE] * (len(ids) - len(c)) + c))
         self.batch = pad_batch(enc, pad_id_of(tok))
 

@@ -2,7 +2,8 @@
 
 A record is ``{"text": ...}`` (every token is a target) or ``{"question": ..., "answer": ...}``
 (only answer tokens are targets). Prompt and answer are tokenized separately and concatenated, the
-same way the evaluation scores an option, so train and test see identical token boundaries.
+same way the evaluation scores an option, so train and test see identical token boundaries; with a
+chat template the question is the user turn and the answer the reply (:mod:`.chat`).
 
 Padding is on the right for training. Which positions are padding is decided by position, never by
 comparing ids with ``pad_token_id``: on models whose pad token *is* the end-of-sequence token, that
@@ -14,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from .chat import answer_ids, prompt_ids
 
 IGNORE = -100
 
@@ -32,8 +35,8 @@ def encode_record(tokenizer, record: dict, max_length: int = 256) -> Encoded:
         ids = ids[:max_length]
         labels = [IGNORE] * len(bos) + ids[len(bos):]
         return Encoded(ids, labels[: len(ids)])
-    prompt = bos + tokenizer(record["question"], add_special_tokens=False)["input_ids"]
-    answer = tokenizer(record["answer"], add_special_tokens=False)["input_ids"] + eos
+    prompt = prompt_ids(tokenizer, record["question"])  # <bos> or the chat template (data/chat.py)
+    answer = answer_ids(tokenizer, record["answer"], add_eos=True)
     # Truncate the prompt from the left so the answer (the target) survives.
     room = max(1, max_length - len(answer))
     prompt = prompt[-room:]

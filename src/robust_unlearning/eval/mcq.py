@@ -15,11 +15,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..data.chat import answer_ids, prompt_ids
 from ..data.collate import IGNORE, Encoded, pad_batch, pad_id_of
-
-
-def _bos(tokenizer) -> list[int]:
-    return [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
 
 
 def _model_device(model) -> torch.device:
@@ -32,8 +29,8 @@ def sequence_logprobs(model, tokenizer, prompts: Sequence[str], continuations: S
     """Summed log P(continuation | prompt) and the continuation token count, one per pair."""
     enc = []
     for p, c in zip(prompts, continuations, strict=True):
-        pi = _bos(tokenizer) + tokenizer(p, add_special_tokens=False)["input_ids"]
-        ci = tokenizer(c, add_special_tokens=False)["input_ids"]
+        pi = prompt_ids(tokenizer, p)  # <bos> or the chat template (data/chat.py)
+        ci = answer_ids(tokenizer, c)
         enc.append(Encoded(pi + ci, [IGNORE] * len(pi) + ci))
     # Sort by length so batches carry little padding; scatter results back afterwards.
     order = sorted(range(len(enc)), key=lambda i: len(enc[i].input_ids))
@@ -92,8 +89,7 @@ def exact_match(model, tokenizer, items, max_new_tokens: int = 8, batch_size: in
     hits = 0
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
-        enc = [Encoded(_bos(tokenizer) + tokenizer(it.prompt, add_special_tokens=False)["input_ids"], [])
-               for it in chunk]
+        enc = [Encoded(prompt_ids(tokenizer, it.prompt), []) for it in chunk]
         for e in enc:
             e.labels = [IGNORE] * len(e.input_ids)
         batch = pad_batch(enc, pad, side="left")

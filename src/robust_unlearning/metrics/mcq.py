@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.chat import uses_chat_template
 from ..errors import UnlearnError
 from .scoring import answer_logprobs
 
@@ -107,7 +108,8 @@ def lmeval_accuracy(model, tokenizer, docs: list[dict], task: str, topic: str | 
         try:
             lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
             res = simple_evaluate(model=lm, tasks=[cfg], task_manager=TaskManager(include_defaults=False),
-                                  log_samples=True, bootstrap_iters=0, verbosity="ERROR")
+                                  log_samples=True, bootstrap_iters=0, verbosity="ERROR",
+                                  apply_chat_template=uses_chat_template(tokenizer))  # as data/chat.py
         finally:
             model.train(was_training)
     samples = sorted(res["samples"][task], key=lambda s: s["doc_id"])

@@ -16,6 +16,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..data.chat import answer_ids, prompt_ids
 from ..data.collate import IGNORE, Encoded, pad_batch, pad_id_of
 
 
@@ -38,10 +39,8 @@ def encode_pair(tokenizer, prompt: str, answer: str, add_eos: bool = False, max_
     Prompt and answer are tokenized separately, as in training (``data/collate.py``). Too-long rows
     lose prompt tokens from the left first, so the scored answer survives.
     """
-    p = (_bos(tokenizer) if add_bos else []) + _ids(tokenizer, prompt)
-    a = _ids(tokenizer, answer)
-    if add_eos and tokenizer.eos_token_id is not None:
-        a = a + [tokenizer.eos_token_id]
+    p = prompt_ids(tokenizer, prompt, add_bos)  # <bos> or the chat template (data/chat.py)
+    a = answer_ids(tokenizer, answer, add_eos)
     a = a[: max_length - 1]
     p = p[-(max_length - len(a)):]
     return Encoded(p + a, [IGNORE] * len(p) + a)
@@ -126,7 +125,7 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
     room = max(1, max_length - max_new_tokens)
     enc = []
     for p in prompts:
-        ids = (_bos(tokenizer) + _ids(tokenizer, p))[-room:]
+        ids = prompt_ids(tokenizer, p)[-room:]
         enc.append(Encoded(ids, [IGNORE] * len(ids)))
     order = sorted(range(len(enc)), key=lambda i: len(enc[i].input_ids))
     texts = [""] * len(enc)
