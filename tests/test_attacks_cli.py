@@ -41,9 +41,9 @@ def test_recipe_attack_settings_and_command_line_overrides(monkeypatch):
     from robust_unlearning.recipes import load_recipe, recipe_attack
 
     recipe = load_recipe("world")
-    assert recipe_attack(recipe)["budgets"] == [[20, 5], [20, 10], [40, 10]]
+    assert recipe_attack(recipe)["budgets"] == [[20, 10], [40, 40], [40, 100]]
     quick = recipe_attack(recipe, quick=True)
-    assert quick["budgets"] == [[8, 5], [16, 10]] and quick["lr"] == recipe["attack"]["lr"]
+    assert quick["budgets"] == [[8, 10], [16, 40]] and quick["lr"] == recipe["attack"]["lr"]
 
     seen = {}
     monkeypatch.setattr(demo, "run_demo", lambda *a, attack=None, **k: seen.setdefault("attack", attack))
@@ -52,4 +52,4 @@ def test_recipe_attack_settings_and_command_line_overrides(monkeypatch):
     assert [list(b) for b in seen["attack"].budgets] == [[2, 1], [4, 3]] and seen["attack"].seeds == [0]
     seen.clear()
     assert CliRunner().invoke(app, ["demo", "--quick"]).exit_code == 0
-    assert [list(b) for b in seen["attack"].budgets] == [[8, 5], [16, 10]] and seen["attack"].seeds == [0, 1]
+    assert [list(b) for b in seen["attack"].budgets] == [[8, 10], [16, 40]] and seen["attack"].seeds == [0, 1]

@@ -191,8 +191,8 @@ def attack_relearn(
         "world", help="world, world-quick, tofu, muse-news, muse-books or wmdp (relearn on its forget "
                       "set; scored on held-out forget NLL and the benchmark's metrics)."),
     budgets: str | None = typer.Option(
-        None, help="SAMPLESxSTEPS, comma-separated (default: the recipe's, 20x5,20x10,40x10 on world "
-                   "and 8x5,16x10 on world-quick; 20x10,20x30,40x30 elsewhere)."),
+        None, help="SAMPLESxSTEPS, comma-separated (default: the recipe's, 20x10,40x40,40x100 on world "
+                   "and 8x10,16x40 on world-quick; 20x10,20x30,40x30 elsewhere)."),
     lr: float | None = typer.Option(None, help="AdamW learning rate of the attacker (default: the "
                                                 "recipe's, 1e-3, on the world; 1e-5 elsewhere)."),
     seeds: str | None = typer.Option(None, help="Draws of the relearn set, a count or a list (default: "

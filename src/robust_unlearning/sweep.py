@@ -421,6 +421,22 @@ def frontier_figure(summary: dict):
     return fig
 
 
+def report_results(plan: dict, rows: list[dict], summary: dict) -> dict:
+    """The chosen candidates' evaluation rows (and gold's) as ``unlearn report`` reads a demo's
+    results: one entry per model, the relearning attack summarised over draws; ``sweep``: the summary."""
+    from .attacks.relearn import summarize as summarize_draws
+
+    chosen = {k: v["candidate"] for k, v in summary["chosen"].items()}
+    entries = []
+    for r in rows:
+        if r["phase"] != "eval" or (r["label"] != GOLD and chosen.get(r["label"]) != r["candidate"]):
+            continue
+        entries.append({"method": r["label"], "seed": f"{r['world']}/{r['seed']}", "forget_acc": r["forget_acc"],
+                        "retain_acc": r["retain_acc"],
+                        "attacks": {"relearn": summarize_draws(r["relearn_runs"])}})
+    return {"entries": entries, "attack": plan["attack"], "sweep": summary}
+
+
 def analyze(plan: dict, out: str | Path, log=print) -> dict:
     from .report.plots import png_bytes
 
@@ -429,6 +445,7 @@ def analyze(plan: dict, out: str | Path, log=print) -> dict:
     chosen = select(plan, rows)
     summary = summarize(plan, rows, chosen)
     write_json_atomic(out / "summary.json", summary)
+    write_json_atomic(out / "results.json", report_results(plan, rows, summary))  # for `unlearn report`
     md = render_markdown(summary)
     write_text_atomic(out / "summary.md", md)
     if summary["frontier"]:

@@ -302,10 +302,35 @@ def _png(fig) -> bytes:
     return M_plots().png_bytes(fig)
 
 
+def _frontier_section(series: list[Series], rep: Report) -> None:
+    """``unlearn sweep``'s results: the utility–robustness frontier of every run that has one."""
+    from ..sweep import frontier_figure
+
+    for run in rep.runs:
+        summary = run.get("sweep")
+        if not summary or not summary.get("frontier"):
+            continue
+        k, s = summary["budget"]
+        head = ["method", "setting", "forget acc", "held-out retain", f"after {k}×{s}", "gap (↓)", "KS (↓)",
+                "recovery", "forget samples", "passes"]
+        rows = [[r["label"], str(r.get("config") or "{}"), _pm((r.get("forget_acc"), r.get("forget_acc_seed_std"))),
+                 _pm((r.get("retain_acc"), r.get("retain_acc_seed_std"))), _pm((r.get("post"), r.get("post_seed_std"))),
+                 _pm((r.get("gap"), r.get("gap_seed_std"))), _pm((r.get("ks"), r.get("ks_seed_std"))),
+                 _f(r.get("recovery"), 2), _f(r.get("forget_samples"), 0), _f(r.get("passes"), 0)]
+                for r in summary["table"]]
+        rep.tables.append(Table("Chosen settings on the evaluation worlds", head, rows,
+                                "Chosen on the tuning world; mean ± std over evaluation worlds × seeds. Gap = "
+                                "|forget acc − gold's| after the largest attack, same draw."))
+        rep.figures.append(Figure("frontier", "Utility vs knowledge left after the attack",
+                                  _png(frontier_figure(summary)),
+                                  "Every candidate on the evaluation worlds; stars: chosen on the tuning world; "
+                                  "gold at gap 0."))
+
+
 def collect(paths: list[str | Path]) -> Report:
     series, runs = load_runs(paths)
     rep = Report(runs)
-    for section in (_accuracy_section, _benchmark_relearn_section, _quantize_section,
+    for section in (_frontier_section, _accuracy_section, _benchmark_relearn_section, _quantize_section,
                     _benchmark_quantize_section, _jailbreak_section, _incontext_section, _sharpness_section,
                     _landscape_section):
         section(series, rep)
