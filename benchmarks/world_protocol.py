@@ -88,8 +88,15 @@ def _calibrate_one(args: tuple[str, dict, str, int, int]) -> dict:
     rows = relearn_attack(model, tok, bundle.world, cfg)
     last = tuple(attack["budgets"][-1])
     post = statistics.fmean(r["forget_acc"] for r in rows if (r["samples"], r["steps"]) == last)
-    return {"target": target, "attack": attack, "original": original, "pre": pre, "post": post,
-            "moved": post - pre, "recovery": (post - pre) / (original - pre) if original - pre > 1e-9 else None}
+    return {
+        "target": target,
+        "attack": attack,
+        "original": original,
+        "pre": pre,
+        "post": post,
+        "moved": post - pre,
+        "recovery": (post - pre) / (original - pre) if original - pre > 1e-9 else None,
+    }
 
 
 def calibrate(world_name: str, attacks: list[dict], workers: int, draws: int, log) -> dict:
@@ -99,20 +106,36 @@ def calibrate(world_name: str, attacks: list[dict], workers: int, draws: int, lo
     table = []
     for i, a in enumerate(attacks):
         npo, gold = results[2 * i], results[2 * i + 1]
-        table.append({"attack": a, "npo_pre": npo["pre"], "npo_post": npo["post"], "npo_recovery": npo["recovery"],
-                      "gold_pre": gold["pre"], "gold_post": gold["post"], "gold_moved": gold["moved"],
-                      "original": npo["original"]})
-        log(f"attack {a}: NPO {npo['pre']:.3f} -> {npo['post']:.3f} (recovery {npo['recovery']}), "
-            f"gold moved {gold['moved']:+.3f}")
+        table.append(
+            {
+                "attack": a,
+                "npo_pre": npo["pre"],
+                "npo_post": npo["post"],
+                "npo_recovery": npo["recovery"],
+                "gold_pre": gold["pre"],
+                "gold_post": gold["post"],
+                "gold_moved": gold["moved"],
+                "original": npo["original"],
+            }
+        )
+        log(
+            f"attack {a}: NPO {npo['pre']:.3f} -> {npo['post']:.3f} (recovery {npo['recovery']}), "
+            f"gold moved {gold['moved']:+.3f}"
+        )
     ok = [t for t in table if (t["npo_recovery"] or 0) >= 0.4 and t["gold_moved"] <= 0.05]
     if ok:
         chosen, reached = ok[0], True
     else:
         fair = [t for t in table if t["gold_moved"] <= 0.05] or table
         chosen, reached = max(fair, key=lambda t: t["npo_recovery"] or 0), False
-    return {"world": world_name, "rule": "first attack (weakest first) with NPO recovery >= 0.4 and gold moved "
-            "<= 0.05; else the largest recovery with gold moved <= 0.05", "table": table,
-            "chosen": chosen["attack"], "goal_reached_on_tuning_world": reached}
+    return {
+        "world": world_name,
+        "rule": "first attack (weakest first) with NPO recovery >= 0.4 and gold moved "
+        "<= 0.05; else the largest recovery with gold moved <= 0.05",
+        "table": table,
+        "chosen": chosen["attack"],
+        "goal_reached_on_tuning_world": reached,
+    }
 
 
 def main() -> None:
@@ -123,9 +146,13 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny worlds and a tiny plan: checks the pipeline")
     ap.add_argument("--methods", default=None, help="comma-separated subset of the plan's methods")
     ap.add_argument("--skip-calibration", action="store_true", help="use the plan's attack as it is")
-    ap.add_argument("--budget", type=float, default=None,
-                    help="wall-clock seconds for the whole run: no sweep job starts after it (minus 20 s for "
-                         "the summary); the summary covers the jobs that finished")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="wall-clock seconds for the whole run: no sweep job starts after it (minus 20 s for "
+        "the summary); the summary covers the jobs that finished",
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     os.environ.setdefault("ROBUST_UNLEARNING_QUIET", "1")
@@ -137,11 +164,23 @@ def main() -> None:
     plan = load_plan(args.plan)
     attacks = ATTACKS
     if args.smoke:
-        plan.update(tuning_world="world-tiny-tune", eval_worlds=["world-tiny", "world-tiny:seed=2"], seeds=[0, 1],
-                    attack={"budgets": [[2, 1], [4, 2]], "lr": 1e-3, "batch_size": 4, "draws": 2})
-        plan["methods"] = {k: {**v, "candidates": [{**(c or {}), "train": {**((c or {}).get("train") or {}),
-                                                                         "steps": 3}} for c in v["candidates"][:2]]}
-                           for k, v in plan["methods"].items() if k in ("npo", "npo+sam", "npo+stableun")}
+        plan.update(
+            tuning_world="world-tiny-tune",
+            eval_worlds=["world-tiny", "world-tiny:seed=2"],
+            seeds=[0, 1],
+            attack={"budgets": [[2, 1], [4, 2]], "lr": 1e-3, "batch_size": 4, "draws": 2},
+        )
+        plan["methods"] = {
+            k: {
+                **v,
+                "candidates": [
+                    {**(c or {}), "train": {**((c or {}).get("train") or {}), "steps": 3}}
+                    for c in v["candidates"][:2]
+                ],
+            }
+            for k, v in plan["methods"].items()
+            if k in ("npo", "npo+sam", "npo+stableun")
+        }
         attacks = SMOKE_ATTACKS
     if args.methods:
         keep = args.methods.split(",")
@@ -154,7 +193,9 @@ def main() -> None:
     worlds = [plan["tuning_world"], *plan["eval_worlds"]]
     with ProcessPoolExecutor(min(args.workers, 2 * len(worlds)), mp_context=get_context("spawn")) as pool:
         threads = max(1, args.workers // (2 * len(worlds)))
-        for name, which, sec in pool.map(_train_one, [(w, m, threads) for w in worlds for m in ("full", "gold")]):
+        for name, which, sec in pool.map(
+            _train_one, [(w, m, threads) for w in worlds for m in ("full", "gold")]
+        ):
             log(f"world {name} {which}: {sec:.0f}s")
     t_worlds = time.perf_counter() - t0
     cal_path = out / "calibration.json"
@@ -163,7 +204,9 @@ def main() -> None:
     elif cal_path.exists():
         calibration = json.loads(cal_path.read_text())
     else:
-        calibration = calibrate(plan["tuning_world"], attacks, args.workers, plan["attack"].get("draws", 3), log)
+        calibration = calibrate(
+            plan["tuning_world"], attacks, args.workers, plan["attack"].get("draws", 3), log
+        )
         write_json_atomic(cal_path, calibration)
     plan["attack"] = {**plan["attack"], **calibration["chosen"]}
     import yaml
@@ -171,14 +214,26 @@ def main() -> None:
     (out / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))  # what the sweep ran
     t_cal = time.perf_counter() - t0 - t_worlds
     deadline = None if args.budget is None else max(0.0, args.budget - (time.perf_counter() - t0) - 20)
-    summary = run_sweep(plan, out, ("tune", "eval"), workers=args.workers, threads=1, log=log, deadline=deadline)
+    summary = run_sweep(
+        plan, out, ("tune", "eval"), workers=args.workers, threads=1, log=log, deadline=deadline
+    )
     import torch
 
-    meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "torch": torch.__version__, "workers": args.workers, "smoke": args.smoke,
-            "seconds": {"worlds": round(t_worlds, 1), "calibration": round(t_cal, 1),
-                        "total": round(time.perf_counter() - t0, 1)},
-            "plan": plan, "calibration": calibration}
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "workers": args.workers,
+        "smoke": args.smoke,
+        "seconds": {
+            "worlds": round(t_worlds, 1),
+            "calibration": round(t_cal, 1),
+            "total": round(time.perf_counter() - t0, 1),
+        },
+        "plan": plan,
+        "calibration": calibration,
+    }
     write_json_atomic(out / "run.json", meta)
     log(f"done in {time.perf_counter() - t0:.0f}s; {len(summary['table'])} methods summarised")
 

@@ -20,5 +20,6 @@ def test_lora_relearning_rows_and_model_untouched(tiny_model, tiny_tokenizer, ti
     cfg = RelearnConfig(budgets=[(4, 2)], seeds=[0], lr=1e-2, batch_size=4, lora_rank=4)
     rows = relearn_attack(tiny_model, tiny_tokenizer, tiny_world, cfg)
     assert [(r["samples"], r["steps"], r["seed"]) for r in rows] == [(4, 2, 0)]
-    assert all(set(r) == {"samples", "steps", "seed", "forget_acc", "retain_acc", "forget_probs"} for r in rows)
+    keys = {"samples", "steps", "seed", "forget_acc", "retain_acc", "forget_probs"}
+    assert all(set(r) == keys for r in rows)
     assert all(torch.equal(v, before[k]) for k, v in tiny_model.state_dict().items())

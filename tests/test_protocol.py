@@ -26,7 +26,9 @@ def test_world_names_give_tuning_and_evaluation_worlds():
     assert world_spec("world-quick-tune").world.seed == TUNING_SEED
     tune, ev = generate_world(world_spec("world-tune").world), generate_world(world_spec("world").world)
     assert set(tune.persons) != set(ev.persons)
-    assert {(f.person, f.value) for f in tune.forget_eval}.isdisjoint({(f.person, f.value) for f in ev.forget_eval})
+    assert {(f.person, f.value) for f in tune.forget_eval}.isdisjoint(
+        {(f.person, f.value) for f in ev.forget_eval}
+    )
     assert is_world("world:seed=7") and is_world("world-quick-tune") and not is_world("tofu")
     for bad in ("worldx", "world:seed=x", "world:persons=3"):
         with pytest.raises(UnlearnError):
@@ -35,10 +37,14 @@ def test_world_names_give_tuning_and_evaluation_worlds():
 
 # -- knowledge measures ----------------------------------------------------------------------------
 def test_gap_is_symmetric_and_paired_by_draw():
-    rows = [{"seed": 0, "samples": 4, "steps": 2, "forget_acc": 0.10, "forget_probs": [0.1, 0.1, 0.2]},
-            {"seed": 1, "samples": 4, "steps": 2, "forget_acc": 0.40, "forget_probs": [0.9, 0.8, 0.7]}]
-    gold = [{"seed": 0, "samples": 4, "steps": 2, "forget_acc": 0.25, "forget_probs": [0.2, 0.3, 0.25]},
-            {"seed": 1, "samples": 4, "steps": 2, "forget_acc": 0.30, "forget_probs": [0.2, 0.3, 0.25]}]
+    rows = [
+        {"seed": 0, "samples": 4, "steps": 2, "forget_acc": 0.10, "forget_probs": [0.1, 0.1, 0.2]},
+        {"seed": 1, "samples": 4, "steps": 2, "forget_acc": 0.40, "forget_probs": [0.9, 0.8, 0.7]},
+    ]
+    gold = [
+        {"seed": 0, "samples": 4, "steps": 2, "forget_acc": 0.25, "forget_probs": [0.2, 0.3, 0.25]},
+        {"seed": 1, "samples": 4, "steps": 2, "forget_acc": 0.30, "forget_probs": [0.2, 0.3, 0.25]},
+    ]
     g = gap_rows(rows, gold)
     assert g[0]["acc_gap"] == pytest.approx(0.15) and g[0]["signed_gap"] == pytest.approx(-0.15)
     assert g[1]["acc_gap"] == pytest.approx(0.10) and g[1]["signed_gap"] == pytest.approx(0.10)
@@ -75,8 +81,9 @@ def test_mcq_scores_give_the_correct_option_probability(trained_tiny, tiny_token
 # -- budget accounting and presets -----------------------------------------------------------------
 def _run(model, tok, world, method, strategy=None, steps=3):
     forget, retain = unlearning_data(world)
-    cfg = build_config({"method": method, "strategy": strategy or {},
-                        "train": {"steps": steps, "batch_size": 4, "lr": 1e-4}})
+    cfg = build_config(
+        {"method": method, "strategy": strategy or {}, "train": {"steps": steps, "batch_size": 4, "lr": 1e-4}}
+    )
     return unlearn(model, tok, forget, retain, cfg)
 
 
@@ -86,8 +93,13 @@ def test_budget_accounting_counts_every_sample_and_pass(tiny_model, tiny_tokeniz
     plain = _run(copy.deepcopy(tiny_model), tiny_tokenizer, tiny_world, "npo").metrics
     assert plain["forget_samples"] == 3 * 4 and plain["retain_samples"] == 3 * 4
     assert plain["passes"] == 3 * 2
-    st = _run(copy.deepcopy(tiny_model), tiny_tokenizer, tiny_world, "npo+stableun",
-              {"rules": ["gpn", "hws"], "T": 2, "M": 3}).metrics
+    st = _run(
+        copy.deepcopy(tiny_model),
+        tiny_tokenizer,
+        tiny_world,
+        "npo+stableun",
+        {"rules": ["gpn", "hws"], "T": 2, "M": 3},
+    ).metrics
     # StableUN reads T fresh forget batches and M fresh retain batches per step
     assert st["forget_samples"] == 3 * 4 * (1 + 2) and st["retain_samples"] == 3 * 4 * (1 + 3)
     assert st["passes"] == 3 * (1 + 1 + 2 + 3)
@@ -108,10 +120,17 @@ def test_paper_presets(tiny_model, tiny_tokenizer, tiny_world):
 
 
 # -- the sweep ----------------------------------------------------------------------------------------
-PLAN = {"tuning_world": "world-quick-tune", "eval_worlds": ["world-quick"], "seeds": [0], "tune_seeds": [0],
-        "attack": {"budgets": [[2, 1]], "lr": 1e-3, "batch_size": 2, "draws": 2},
-        "methods": {"npo": {"candidates": [{}, {"train": {"lr": 5e-4}}]},
-                    "npo+sam": {"candidates": [{"strategy": {"rho": 0.01}}, {"strategy": {"rho": 0.1}}]}}}
+PLAN = {
+    "tuning_world": "world-quick-tune",
+    "eval_worlds": ["world-quick"],
+    "seeds": [0],
+    "tune_seeds": [0],
+    "attack": {"budgets": [[2, 1]], "lr": 1e-3, "batch_size": 2, "draws": 2},
+    "methods": {
+        "npo": {"candidates": [{}, {"train": {"lr": 5e-4}}]},
+        "npo+sam": {"candidates": [{"strategy": {"rho": 0.01}}, {"strategy": {"rho": 0.1}}]},
+    },
+}
 
 
 def test_plan_checks(tmp_path):
@@ -141,21 +160,36 @@ def _row(phase, label, cand, retain, acc, gold_acc=0.25, seed=0, world="w"):
     runs = [{"seed": d, "samples": 2, "steps": 1, "forget_acc": acc} for d in (0, 1)]
     if label == "gold":
         runs = [{"seed": d, "samples": 2, "steps": 1, "forget_acc": gold_acc} for d in (0, 1)]
-    return {"phase": phase, "world": world, "label": label, "candidate": cand, "seed": seed,
-            "forget_acc": acc, "retain_acc": retain, "original": {"forget_acc": 1.0, "retain_acc": 1.0},
-            "relearn_runs": runs}
+    return {
+        "phase": phase,
+        "world": world,
+        "label": label,
+        "candidate": cand,
+        "seed": seed,
+        "forget_acc": acc,
+        "retain_acc": retain,
+        "original": {"forget_acc": 1.0, "retain_acc": 1.0},
+        "relearn_runs": runs,
+    }
 
 
 def test_selection_rule_uses_the_tuning_world_only():
     from robust_unlearning.sweep import select, summarize
 
-    rows = [_row("tune", "gold", 0, 0.95, 0.25),
-            _row("tune", "npo", 0, 0.90, 0.40), _row("tune", "npo", 1, 0.95, 0.60),
-            # sam #1 has the smallest gap but loses utility beyond the 0.02 allowance: not eligible
-            _row("tune", "npo+sam", 0, 0.89, 0.30), _row("tune", "npo+sam", 1, 0.80, 0.25),
-            # evaluation rows that would favour other candidates must not change the choice
-            _row("eval", "gold", 0, 0.95, 0.25), _row("eval", "npo", 0, 0.90, 0.9), _row("eval", "npo", 1, 0.9, 0.25),
-            _row("eval", "npo+sam", 0, 0.90, 0.5), _row("eval", "npo+sam", 1, 0.90, 0.25)]
+    rows = [
+        _row("tune", "gold", 0, 0.95, 0.25),
+        _row("tune", "npo", 0, 0.90, 0.40),
+        _row("tune", "npo", 1, 0.95, 0.60),
+        # sam #1 has the smallest gap but loses utility beyond the 0.02 allowance: not eligible
+        _row("tune", "npo+sam", 0, 0.89, 0.30),
+        _row("tune", "npo+sam", 1, 0.80, 0.25),
+        # evaluation rows that would favour other candidates must not change the choice
+        _row("eval", "gold", 0, 0.95, 0.25),
+        _row("eval", "npo", 0, 0.90, 0.9),
+        _row("eval", "npo", 1, 0.9, 0.25),
+        _row("eval", "npo+sam", 0, 0.90, 0.5),
+        _row("eval", "npo+sam", 1, 0.90, 0.25),
+    ]
     chosen = select(PLAN, rows)
     assert chosen["npo"]["candidate"] == 0  # gap 0.15 < 0.35
     assert chosen["npo+sam"]["candidate"] == 0 and chosen["npo+sam"]["eligible"] == 1
@@ -164,3 +198,54 @@ def test_selection_rule_uses_the_tuning_world_only():
     assert table["npo"]["gap"] == pytest.approx(0.65) and table["npo+sam"]["gap"] == pytest.approx(0.25)
     assert table["npo"]["recovery"] == pytest.approx((0.9 - 0.9) / (1.0 - 0.9))
     assert len(s["frontier"]) == 4 and sum(p["chosen"] for p in s["frontier"]) == 2
+
+
+@pytest.mark.slow
+def test_sweep_end_to_end_on_tiny_worlds(tmp_path, monkeypatch):
+    """`unlearn sweep`: tune, select, evaluate, summarise; a rerun resumes without redoing a job, and
+    `unlearn report` reads the directory."""
+    from typer.testing import CliRunner
+
+    from robust_unlearning.cli import app
+
+    monkeypatch.setenv("ROBUST_UNLEARNING_CACHE", str(tmp_path / "cache"))
+    plan = {"tuning_world": "world-tiny-tune", "eval_worlds": ["world-tiny"], "seeds": [0], "tune_seeds": [0],
+            "attack": {"budgets": [[2, 1], [4, 2]], "lr": 1e-3, "batch_size": 2, "draws": 2},
+            "methods": {"npo": {"candidates": [{"train": {"steps": 2}}, {"train": {"steps": 2, "lr": 1e-4}}]},
+                        "npo+sam": {"candidates": [{"train": {"steps": 2}, "strategy": {"rho": 0.01}},
+                                                   {"train": {"steps": 2}, "strategy": {"rho": 0.1}}]}}}
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["sweep", str(tmp_path / "plan.yaml"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in (out / "rows.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * (1 + 4)  # gold + 4 candidates, on the tuning world and on the evaluation world
+    assert {r["phase"] for r in rows} == {"tune", "eval"}
+    assert all(len(r["relearn_runs"]) == 2 * 2 for r in rows)  # 2 draws x 2 budgets
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["label"] for r in summary["table"]} == {"npo", "npo+sam"}
+    for r in summary["table"]:
+        assert r["forget_samples"] == 2 * 16 and r["passes"] == (4 if r["label"] == "npo" else 6)
+        assert 0.0 <= r["gap"] <= 1.0 and r["ks"] is not None
+    assert (out / "frontier.png").stat().st_size > 1000
+    again = CliRunner().invoke(app, ["sweep", str(tmp_path / "plan.yaml"), "--out", str(out)])
+    assert again.exit_code == 0 and "0 jobs to run" in again.output
+    assert len((out / "rows.jsonl").read_text().splitlines()) == len(rows)
+    rep = CliRunner().invoke(app, ["report", str(out), "--out", str(tmp_path / "report")])
+    assert rep.exit_code == 0, rep.output
+    assert "Chosen settings on the evaluation worlds" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_sweep_cli_bad_input_is_one_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from robust_unlearning.cli import app
+
+    res = CliRunner().invoke(app, ["sweep", str(tmp_path / "missing.yaml")])
+    assert res.exit_code == 2 and "not found" in res.output
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(PLAN))
+    res = CliRunner().invoke(app, ["sweep", str(tmp_path / "p.yaml"), "--phase", "nope"])
+    assert res.exit_code == 2 and "--phase" in res.output
+    res = CliRunner().invoke(app, ["sweep", str(tmp_path / "p.yaml"), "--phase", "analyze", "--out",
+                                   str(tmp_path / "none")])
+    assert res.exit_code == 2 and "no rows" in res.output and not (tmp_path / "none").exists()

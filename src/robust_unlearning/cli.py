@@ -278,8 +278,10 @@ def sweep(
                              "summary.md and frontier.png; a rerun resumes."),
     phase: str = typer.Option("all", help="tune, eval, all, or analyze (summarise the rows already there)."),
     workers: int = typer.Option(1, help="Jobs run in parallel processes."),
-    threads: int = typer.Option(0, help="Torch threads per job (0: torch's default; 1 with several workers)."),
-    device: str | None = typer.Option(None, help="Place the world models here (cpu, cuda); default: as loaded."),
+    threads: int = typer.Option(0, help="Torch threads per job (0: torch's default; 1 with several "
+                                "workers)."),
+    device: str | None = typer.Option(None, help="Place the world models here (cpu, cuda); default: as "
+                                      "loaded."),
 ):
     """Utility-robustness frontiers: tune every method's candidates on the tuning world, pick one per
     method by the fixed rule, run every candidate on the evaluation worlds over seeds, attack each and

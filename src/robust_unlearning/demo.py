@@ -84,9 +84,9 @@ def run_demo(methods: list[str] | None = None, seeds: list[int] | None = None, o
             rows = relearn_attack(unlearned, tokenizer, world, attack_cfg(seed),
                                   desc=f"relearn {method} s{seed}")
             m = result.metrics
+            budget = {k: m[k] for k in ("forget_samples", "retain_samples", "passes", "steps", "seconds")}
             entries.append({"method": method, "seed": seed, "original": original, **scores, "unlearn": m,
-                            "budget": {k: m[k] for k in ("forget_samples", "retain_samples", "passes", "steps",
-                                                         "seconds")},
+                            "budget": budget,
                             "attacks": {"relearn": summarize(rows), "relearn_runs": rows}})
             _add_extras(entries[-1], unlearned, tokenizer, world, extras, quick)
             log(f"{method} seed {seed}: forget_acc={scores['forget_acc']:.3f} "
@@ -155,7 +155,8 @@ def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
         cells += [_pm(by[b].get("forget_acc"), by[b].get("forget_acc_seed_std")) if b in by else "–"
                   for b in budgets]
         cells += [_pm(r.get("gap"), r.get("gap_seed_std")), _pm(r.get("gap_draw_std"), None),
-                  _pm(r.get("ks"), r.get("ks_seed_std")), _pm(r.get("recovery"), r.get("recovery_seed_std"), 2),
+                  _pm(r.get("ks"), r.get("ks_seed_std")),
+                  _pm(r.get("recovery"), r.get("recovery_seed_std"), 2),
                   _pm(r.get("forget_samples"), None, 0), _pm(r.get("passes"), None, 0)]
         rows.append(cells)
     return head, rows

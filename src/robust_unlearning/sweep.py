@@ -62,7 +62,11 @@ def load_plan(path: str | Path) -> dict:
             raise UnlearnError(f"{path}: the plan needs '{key}'")
     counts = {}
     for label, spec in plan["methods"].items():
-        if not isinstance(spec, dict) or not isinstance(spec.get("candidates"), list) or not spec["candidates"]:
+        if (
+            not isinstance(spec, dict)
+            or not isinstance(spec.get("candidates"), list)
+            or not spec["candidates"]
+        ):
             raise UnlearnError(f"{path}: methods.{label} needs a non-empty 'candidates' list")
         try:
             parse_method(spec.get("method", label))
@@ -130,17 +134,30 @@ def run_job(job: Job, plan: dict, device: str | None = None, threads: int = 0) -
         torch.set_num_threads(threads)
     world, full, gold, tok, forget, retain, original = _world(job.world, device)
     t0 = time.perf_counter()
-    row: dict = {"key": job.key, "phase": job.phase, "world": job.world, "label": job.label,
-                 "method": job.method, "candidate": job.candidate, "seed": job.seed,
-                 "original": {k: original[k] for k in ("forget_acc", "retain_acc")}}
+    row: dict = {
+        "key": job.key,
+        "phase": job.phase,
+        "world": job.world,
+        "label": job.label,
+        "method": job.method,
+        "candidate": job.candidate,
+        "seed": job.seed,
+        "original": {k: original[k] for k in ("forget_acc", "retain_acc")},
+    }
     if job.label == GOLD:
         model = gold
     else:
         cand = plan["methods"][job.label]["candidates"][job.candidate] or {}
         data = deep_merge(method_config(job.method, load_recipe(plan.get("recipe", "world"))), cand)
         data.setdefault("train", {})["seed"] = job.seed
-        res = unlearn(copy.deepcopy(full), tok, forget, retain, build_config(data, f"{job.label} #{job.candidate}"),
-                      desc=f"{job.label} #{job.candidate} s{job.seed}")
+        res = unlearn(
+            copy.deepcopy(full),
+            tok,
+            forget,
+            retain,
+            build_config(data, f"{job.label} #{job.candidate}"),
+            desc=f"{job.label} #{job.candidate} s{job.seed}",
+        )
         model = res.export()
         if device:
             model = model.to(device)
@@ -148,8 +165,13 @@ def run_job(job: Job, plan: dict, device: str | None = None, threads: int = 0) -
         row["config"] = cand
         row["budget"] = {k: m[k] for k in ("forget_samples", "retain_samples", "passes", "steps", "seconds")}
     row.update(evaluate(model, tok, world, details=True))
-    row["relearn_runs"] = relearn_attack(model, tok, world, attack_config(plan, job.seed),
-                                         desc=f"relearn {job.label} #{job.candidate} s{job.seed}")
+    row["relearn_runs"] = relearn_attack(
+        model,
+        tok,
+        world,
+        attack_config(plan, job.seed),
+        desc=f"relearn {job.label} #{job.candidate} s{job.seed}",
+    )
     row["job_seconds"] = round(time.perf_counter() - t0, 2)
     return row
 
@@ -167,8 +189,16 @@ def _read_rows(path: Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
 
 
-def run_sweep(plan: dict, out: str | Path, phases: tuple[str, ...] = ("tune", "eval"), workers: int = 1,
-              threads: int = 0, device: str | None = None, log=print, deadline: float | None = None) -> dict:
+def run_sweep(
+    plan: dict,
+    out: str | Path,
+    phases: tuple[str, ...] = ("tune", "eval"),
+    workers: int = 1,
+    threads: int = 0,
+    device: str | None = None,
+    log=print,
+    deadline: float | None = None,
+) -> dict:
     """Tune, select, evaluate, summarise. Evaluation runs gold and the chosen candidates first, then
     the other candidates (the rest of the frontier). ``deadline`` (seconds from now): no job starts
     after it; the summary covers what finished."""
@@ -182,8 +212,9 @@ def run_sweep(plan: dict, out: str | Path, phases: tuple[str, ...] = ("tune", "e
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                   initargs=(threads or 1,))
+        pool = ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads or 1,)
+        )
     try:
         with open(rows_path, "a") as fh:
             for phase in phases:
@@ -191,7 +222,9 @@ def run_sweep(plan: dict, out: str | Path, phases: tuple[str, ...] = ("tune", "e
                 jobs = [j for j in jobs_for(plan, phase) if j.key not in done]
                 if phase == "eval":
                     chosen = {k: v["candidate"] for k, v in select(plan, _read_rows(rows_path)).items()}
-                    jobs.sort(key=lambda j: 0 if j.label == GOLD else 1 if chosen.get(j.label) == j.candidate else 2)
+                    jobs.sort(
+                        key=lambda j: 0 if j.label == GOLD else 1 if chosen.get(j.label) == j.candidate else 2
+                    )
                 log(f"sweep {phase}: {len(jobs)} jobs to run ({len(done)} rows already in {rows_path})")
                 _run_jobs(jobs, plan, device, threads, pool, fh, stop_at, t0, log)
     finally:
@@ -204,9 +237,11 @@ def _run_jobs(jobs: list[Job], plan: dict, device, threads: int, pool, fh, stop_
     def record(row: dict, i: int) -> None:
         fh.write(json.dumps(row) + "\n")
         fh.flush()
-        log(f"[{i}/{len(jobs)}] {row['phase']} {row['world']} {row['label']} #{row['candidate']} "
+        log(
+            f"[{i}/{len(jobs)}] {row['phase']} {row['world']} {row['label']} #{row['candidate']} "
             f"s{row['seed']}: forget {row['forget_acc']:.3f} retain {row['retain_acc']:.3f} "
-            f"({row['job_seconds']:.0f}s; {time.perf_counter() - t0:.0f}s elapsed)")
+            f"({row['job_seconds']:.0f}s; {time.perf_counter() - t0:.0f}s elapsed)"
+        )
 
     def late() -> bool:
         return stop_at is not None and time.perf_counter() > stop_at
@@ -246,12 +281,21 @@ def model_scores(row: dict, gold_row: dict, budget: tuple[int, int]) -> dict:
     gaps = by_budget(gap_rows(row["relearn_runs"], gold_row["relearn_runs"]))
     last = next(g for g in gaps if (g["samples"], g["steps"]) == budget)
     post = last["forget_acc"]
-    return {"forget_acc": row["forget_acc"], "retain_acc": row["retain_acc"],
-            "utility_nll": row.get("utility_nll"), "retain_train_acc": row.get("retain_train_acc"),
-            "gap": last["acc_gap"], "signed_gap": last["signed_gap"], "ks": last.get("ks"),
-            "post": post, "gold_post": last["gold_acc"], "gap_draw_std": last["acc_gap_draw_std"],
-            "recovery": recovery(row["forget_acc"], post, row["original"]["forget_acc"]),
-            "budgets": gaps, **(row.get("budget") or {})}
+    return {
+        "forget_acc": row["forget_acc"],
+        "retain_acc": row["retain_acc"],
+        "utility_nll": row.get("utility_nll"),
+        "retain_train_acc": row.get("retain_train_acc"),
+        "gap": last["acc_gap"],
+        "signed_gap": last["signed_gap"],
+        "ks": last.get("ks"),
+        "post": post,
+        "gold_post": last["gold_acc"],
+        "gap_draw_std": last["acc_gap_draw_std"],
+        "recovery": recovery(row["forget_acc"], post, row["original"]["forget_acc"]),
+        "budgets": gaps,
+        **(row.get("budget") or {}),
+    }
 
 
 def _reference_label(label: str, plan: dict) -> str:
@@ -271,7 +315,8 @@ def select(plan: dict, rows: list[dict]) -> dict:
     for r in tune:
         if r["label"] != GOLD:
             scores.setdefault((r["label"], r["candidate"]), []).append(
-                model_scores(r, gold[(r["world"], r["seed"])], budget))
+                model_scores(r, gold[(r["world"], r["seed"])], budget)
+            )
 
     def mean(label: str, cand: int, key: str) -> float:
         return statistics.fmean(s[key] for s in scores[(label, cand)])
@@ -286,12 +331,21 @@ def select(plan: dict, rows: list[dict]) -> dict:
             continue
         floor = mean(ref, 0, "retain_acc") - plan.get("utility_drop", 0.02)
         ok = [i for i in cands if mean(label, i, "retain_acc") >= floor - 1e-9]
-        pick = min(ok, key=lambda i: mean(label, i, "gap")) if ok else max(
-            cands, key=lambda i: mean(label, i, "retain_acc"))
-        chosen[label] = {"candidate": pick, "config": spec["candidates"][pick] or {}, "eligible": len(ok),
-                         "of": len(cands), "reference": ref, "retain_floor": round(floor, 4),
-                         "tune_retain_acc": round(mean(label, pick, "retain_acc"), 4),
-                         "tune_gap": round(mean(label, pick, "gap"), 4)}
+        pick = (
+            min(ok, key=lambda i: mean(label, i, "gap"))
+            if ok
+            else max(cands, key=lambda i: mean(label, i, "retain_acc"))
+        )
+        chosen[label] = {
+            "candidate": pick,
+            "config": spec["candidates"][pick] or {},
+            "eligible": len(ok),
+            "of": len(cands),
+            "reference": ref,
+            "retain_floor": round(floor, 4),
+            "tune_retain_acc": round(mean(label, pick, "retain_acc"), 4),
+            "tune_gap": round(mean(label, pick, "gap"), 4),
+        }
     return chosen
 
 
@@ -302,8 +356,22 @@ def _ms(vals: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
-SUMMARY_KEYS = ("forget_acc", "retain_acc", "utility_nll", "retain_train_acc", "post", "gold_post", "gap",
-                "signed_gap", "ks", "recovery", "forget_samples", "retain_samples", "passes", "seconds")
+SUMMARY_KEYS = (
+    "forget_acc",
+    "retain_acc",
+    "utility_nll",
+    "retain_train_acc",
+    "post",
+    "gold_post",
+    "gap",
+    "signed_gap",
+    "ks",
+    "recovery",
+    "forget_samples",
+    "retain_samples",
+    "passes",
+    "seconds",
+)
 
 
 def aggregate(scores: list[dict]) -> dict:
@@ -335,28 +403,56 @@ def summarize(plan: dict, rows: list[dict], chosen: dict) -> dict:
     for r in ev:
         if r["label"] != GOLD and (r["world"], r["seed"]) in gold:
             per.setdefault((r["label"], r["candidate"]), []).append(
-                model_scores(r, gold[(r["world"], r["seed"])], budget))
+                model_scores(r, gold[(r["world"], r["seed"])], budget)
+            )
 
     block = aggregate
-    frontier = [{"label": label, "candidate": c, "config": plan["methods"][label]["candidates"][c] or {},
-                 "chosen": chosen.get(label, {}).get("candidate") == c, **block(sc)}
-                for (label, c), sc in sorted(per.items())]
-    table = [{"label": label, **chosen[label], **block(per[(label, chosen[label]["candidate"])])}
-             for label in plan["methods"] if label in chosen and (label, chosen[label]["candidate"]) in per]
+    frontier = [
+        {
+            "label": label,
+            "candidate": c,
+            "config": plan["methods"][label]["candidates"][c] or {},
+            "chosen": chosen.get(label, {}).get("candidate") == c,
+            **block(sc),
+        }
+        for (label, c), sc in sorted(per.items())
+    ]
+    table = [
+        {"label": label, **chosen[label], **block(per[(label, chosen[label]["candidate"])])}
+        for label in plan["methods"]
+        if label in chosen and (label, chosen[label]["candidate"]) in per
+    ]
     golds = [g for g in gold.values()]
     gold_block: dict = {"models": len(golds)}
     if golds:
         pre = [g["forget_acc"] for g in golds]
-        post = [statistics.fmean(r["forget_acc"] for r in g["relearn_runs"]
-                                 if (r["samples"], r["steps"]) == budget) for g in golds]
-        for key, vals in (("forget_acc", pre), ("post", post), ("retain_acc", [g["retain_acc"] for g in golds]),
-                          ("utility_nll", [g.get("utility_nll") for g in golds]),
-                          ("moved", [b - a for a, b in zip(pre, post, strict=True)])):
+        post = [
+            statistics.fmean(
+                r["forget_acc"] for r in g["relearn_runs"] if (r["samples"], r["steps"]) == budget
+            )
+            for g in golds
+        ]
+        for key, vals in (
+            ("forget_acc", pre),
+            ("post", post),
+            ("retain_acc", [g["retain_acc"] for g in golds]),
+            ("utility_nll", [g.get("utility_nll") for g in golds]),
+            ("moved", [b - a for a, b in zip(pre, post, strict=True)]),
+        ):
             gold_block[key], gold_block[f"{key}_seed_std"] = _ms(vals)
     originals = {r["world"]: r["original"] for r in ev}
-    return {"budget": list(budget), "chosen": chosen, "table": table, "frontier": frontier, "gold": gold_block,
-            "original": originals, "worlds": plan["eval_worlds"], "seeds": plan["seeds"],
-            "tuning_world": plan["tuning_world"], "attack": plan["attack"]}
+    return {
+        "budget": list(budget),
+        "chosen": chosen,
+        "table": table,
+        "frontier": frontier,
+        "gold": gold_block,
+        "original": originals,
+        "worlds": plan["eval_worlds"],
+        "seeds": plan["seeds"],
+        "tuning_world": plan["tuning_world"],
+        "attack": plan["attack"],
+    }
 
 
 def _fmt(v, s=None, d=3) -> str:
@@ -370,29 +466,45 @@ def render_markdown(summary: dict) -> str:
     g = summary["gold"]
     lines = [
         f"Evaluation worlds {', '.join(summary['worlds'])}; seeds {summary['seeds']}; tuned on "
-        f"{summary['tuning_world']} only. Attack: {summary['attack']}. ± is the std over unlearning seeds and "
-        f"worlds; 'draw std' the mean std over attack draws of one model. Gap = |acc − acc_gold| after "
+        f"{summary['tuning_world']} only. Attack: {summary['attack']}. ± is the std over unlearning seeds "
+        f"and worlds; 'draw std' the mean std over attack draws of one model. Gap = |acc − acc_gold| after "
         f"the {k}×{s} attack (same draw for both); KS = distance between the per-item correct-option "
-        "probabilities of the model and of gold; recovery = (post − pre) / (original − pre).", "",
+        "probabilities of the model and of gold; recovery = (post − pre) / (original − pre).",
+        "",
         f"gold: forget {_fmt(g.get('forget_acc'), g.get('forget_acc_seed_std'))}, after attack "
-        f"{_fmt(g.get('post'), g.get('post_seed_std'))} (moved {_fmt(g.get('moved'), g.get('moved_seed_std'))}), "
-        f"held-out retain {_fmt(g.get('retain_acc'), g.get('retain_acc_seed_std'))}", "",
-        f"| method | setting | forget acc | held-out retain | held-out NLL | trained-retain acc | after {k}×{s} "
-        "| gap (↓) | draw std | KS (↓) | recovery | forget samples | retain samples | passes | s |",
+        f"{_fmt(g.get('post'), g.get('post_seed_std'))} "
+        f"(moved {_fmt(g.get('moved'), g.get('moved_seed_std'))}), "
+        f"held-out retain {_fmt(g.get('retain_acc'), g.get('retain_acc_seed_std'))}",
+        "",
+        "| method | setting | forget acc | held-out retain | held-out NLL | trained-retain acc "
+        f"| after {k}×{s} | gap (↓) | draw std | KS (↓) | recovery | forget samples | retain samples "
+        "| passes | s |",
         "|" + "---|" * 15,
     ]
     for r in summary["table"]:
-        lines.append("| " + " | ".join([
-            r["label"], json.dumps(r["config"]).replace("|", "/"),
-            _fmt(r.get("forget_acc"), r.get("forget_acc_seed_std")),
-            _fmt(r.get("retain_acc"), r.get("retain_acc_seed_std")),
-            _fmt(r.get("utility_nll"), r.get("utility_nll_seed_std")),
-            _fmt(r.get("retain_train_acc")),
-            _fmt(r.get("post"), r.get("post_seed_std")),
-            _fmt(r.get("gap"), r.get("gap_seed_std")), _fmt(r.get("gap_draw_std")),
-            _fmt(r.get("ks"), r.get("ks_seed_std")), _fmt(r.get("recovery"), r.get("recovery_seed_std"), 2),
-            _fmt(r.get("forget_samples"), None, 0), _fmt(r.get("retain_samples"), None, 0),
-            _fmt(r.get("passes"), None, 0), _fmt(r.get("seconds"), None, 1)]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["label"],
+                    json.dumps(r["config"]).replace("|", "/"),
+                    _fmt(r.get("forget_acc"), r.get("forget_acc_seed_std")),
+                    _fmt(r.get("retain_acc"), r.get("retain_acc_seed_std")),
+                    _fmt(r.get("utility_nll"), r.get("utility_nll_seed_std")),
+                    _fmt(r.get("retain_train_acc")),
+                    _fmt(r.get("post"), r.get("post_seed_std")),
+                    _fmt(r.get("gap"), r.get("gap_seed_std")),
+                    _fmt(r.get("gap_draw_std")),
+                    _fmt(r.get("ks"), r.get("ks_seed_std")),
+                    _fmt(r.get("recovery"), r.get("recovery_seed_std"), 2),
+                    _fmt(r.get("forget_samples"), None, 0),
+                    _fmt(r.get("retain_samples"), None, 0),
+                    _fmt(r.get("passes"), None, 0),
+                    _fmt(r.get("seconds"), None, 1),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -405,14 +517,21 @@ def frontier_figure(summary: dict):
     for i, label in enumerate(labels):
         pts = sorted((p for p in summary["frontier"] if p["label"] == label), key=lambda p: p["retain_acc"])
         c = colors[i % len(colors)]
-        ax.plot([p["retain_acc"] for p in pts], [p["gap"] for p in pts], "-o", color=c, label=label, alpha=0.8)
+        ax.plot(
+            [p["retain_acc"] for p in pts], [p["gap"] for p in pts], "-o", color=c, label=label, alpha=0.8
+        )
         for p in pts:
             if p["chosen"]:
                 ax.plot(p["retain_acc"], p["gap"], "*", color=c, markersize=16, markeredgecolor="black")
     g = summary["gold"]
     if g.get("retain_acc") is not None:
-        ax.plot([g["retain_acc"]], [0.0], linestyle="none", **{k: v for k, v in GOLD_STYLE.items()
-                                                               if k != "linestyle"}, label="gold")
+        ax.plot(
+            [g["retain_acc"]],
+            [0.0],
+            linestyle="none",
+            **{k: v for k, v in GOLD_STYLE.items() if k != "linestyle"},
+            label="gold",
+        )
     k, s = summary["budget"]
     ax.set_xlabel("held-out retain accuracy (↑)")
     ax.set_ylabel(f"|forget acc − gold| after {k}×{s} relearning (↓)")
@@ -431,9 +550,15 @@ def report_results(plan: dict, rows: list[dict], summary: dict) -> dict:
     for r in rows:
         if r["phase"] != "eval" or (r["label"] != GOLD and chosen.get(r["label"]) != r["candidate"]):
             continue
-        entries.append({"method": r["label"], "seed": f"{r['world']}/{r['seed']}", "forget_acc": r["forget_acc"],
-                        "retain_acc": r["retain_acc"],
-                        "attacks": {"relearn": summarize_draws(r["relearn_runs"])}})
+        entries.append(
+            {
+                "method": r["label"],
+                "seed": f"{r['world']}/{r['seed']}",
+                "forget_acc": r["forget_acc"],
+                "retain_acc": r["retain_acc"],
+                "attacks": {"relearn": summarize_draws(r["relearn_runs"])},
+            }
+        )
     return {"entries": entries, "attack": plan["attack"], "sweep": summary}
 
 

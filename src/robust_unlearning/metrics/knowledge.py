@@ -45,20 +45,28 @@ def gap_rows(rows: list[dict], gold_rows: list[dict]) -> list[dict]:
     for r in rows:
         g = gold.get((r["seed"], r["samples"], r["steps"]))
         if g is None:
-            raise ValueError(f"no gold row for draw {r['seed']} at {r['samples']}x{r['steps']}: attack gold "
-                             "with the same draws and budgets")
-        entry = {"samples": r["samples"], "steps": r["steps"], "seed": r["seed"],
-                 "forget_acc": r["forget_acc"], "gold_acc": g["forget_acc"],
-                 "signed_gap": r["forget_acc"] - g["forget_acc"],
-                 "acc_gap": abs(r["forget_acc"] - g["forget_acc"])}
+            raise ValueError(
+                f"no gold row for draw {r['seed']} at {r['samples']}x{r['steps']}: attack gold "
+                "with the same draws and budgets"
+            )
+        entry = {
+            "samples": r["samples"],
+            "steps": r["steps"],
+            "seed": r["seed"],
+            "forget_acc": r["forget_acc"],
+            "gold_acc": g["forget_acc"],
+            "signed_gap": r["forget_acc"] - g["forget_acc"],
+            "acc_gap": abs(r["forget_acc"] - g["forget_acc"]),
+        }
         if r.get("forget_probs") and g.get("forget_probs"):
             entry["ks"] = ks_distance(r["forget_probs"], g["forget_probs"])
         out.append(entry)
     return out
 
 
-def by_budget(rows: list[dict], keys: Sequence[str] = ("forget_acc", "gold_acc", "signed_gap", "acc_gap", "ks")
-              ) -> list[dict]:
+def by_budget(
+    rows: list[dict], keys: Sequence[str] = ("forget_acc", "gold_acc", "signed_gap", "acc_gap", "ks")
+) -> list[dict]:
     """Mean and spread over attack draws, per (samples, steps)."""
     groups: dict[tuple[int, int], list[dict]] = {}
     for r in rows:

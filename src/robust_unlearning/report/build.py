@@ -313,18 +313,21 @@ def _frontier_section(series: list[Series], rep: Report) -> None:
         k, s = summary["budget"]
         head = ["method", "setting", "forget acc", "held-out retain", f"after {k}×{s}", "gap (↓)", "KS (↓)",
                 "recovery", "forget samples", "passes"]
-        rows = [[r["label"], str(r.get("config") or "{}"), _pm((r.get("forget_acc"), r.get("forget_acc_seed_std"))),
-                 _pm((r.get("retain_acc"), r.get("retain_acc_seed_std"))), _pm((r.get("post"), r.get("post_seed_std"))),
-                 _pm((r.get("gap"), r.get("gap_seed_std"))), _pm((r.get("ks"), r.get("ks_seed_std"))),
+
+        def ms(r, key):
+            return _pm((r.get(key), r.get(f"{key}_seed_std")))
+
+        rows = [[r["label"], str(r.get("config") or "{}"), ms(r, "forget_acc"), ms(r, "retain_acc"),
+                 ms(r, "post"), ms(r, "gap"), ms(r, "ks"),
                  _f(r.get("recovery"), 2), _f(r.get("forget_samples"), 0), _f(r.get("passes"), 0)]
                 for r in summary["table"]]
         rep.tables.append(Table("Chosen settings on the evaluation worlds", head, rows,
-                                "Chosen on the tuning world; mean ± std over evaluation worlds × seeds. Gap = "
-                                "|forget acc − gold's| after the largest attack, same draw."))
+                                "Chosen on the tuning world; mean ± std over evaluation worlds × seeds. "
+                                "Gap = |forget acc − gold's| after the largest attack, same draw."))
         rep.figures.append(Figure("frontier", "Utility vs knowledge left after the attack",
                                   _png(frontier_figure(summary)),
-                                  "Every candidate on the evaluation worlds; stars: chosen on the tuning world; "
-                                  "gold at gap 0."))
+                                  "Every candidate on the evaluation worlds; stars: chosen on the tuning "
+                                  "world; gold at gap 0."))
 
 
 def collect(paths: list[str | Path]) -> Report:
