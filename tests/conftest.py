@@ -59,6 +59,17 @@ def trained_tiny(_trained_tiny):
     return copy.deepcopy(_trained_tiny)
 
 
+@pytest.fixture
+def save_model_dir():
+    """``save_model_dir(model, tokenizer, path)``: a Hugging Face directory of both; returns the path."""
+    def save(model, tokenizer, path):
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        return path
+
+    return save
+
+
 @pytest.fixture(autouse=True)
 def _placement_reset():
     """A command's --device / --dtype (robust_unlearning.placement) never outlives its test."""

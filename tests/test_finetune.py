@@ -12,11 +12,8 @@ from robust_unlearning.finetune import FinetuneConfig, build_real_world, trainin
 
 
 @pytest.fixture
-def base_dir(tmp_path, trained_tiny, tiny_tokenizer):
-    d = tmp_path / "base"
-    trained_tiny.save_pretrained(d)
-    tiny_tokenizer.save_pretrained(d)
-    return d
+def base_dir(tmp_path, trained_tiny, tiny_tokenizer, save_model_dir):
+    return save_model_dir(trained_tiny, tiny_tokenizer, tmp_path / "base")
 
 
 def test_full_and_gold_are_trained_on_their_persons_and_cached(tiny_world, base_dir, tmp_path, monkeypatch):

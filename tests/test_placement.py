@@ -12,18 +12,8 @@ from robust_unlearning.errors import UnlearnError
 
 
 @pytest.fixture
-def saved_tiny(tiny_model, tiny_tokenizer, tmp_path):
-    out = tmp_path / "tiny"
-    tiny_model.save_pretrained(out)
-    tiny_tokenizer.save_pretrained(out)
-    return out
-
-
-@pytest.fixture(autouse=True)
-def _reset_placement():
-    placement.reset()
-    yield
-    placement.reset()
+def saved_tiny(tiny_model, tiny_tokenizer, tmp_path, save_model_dir):
+    return save_model_dir(tiny_model, tiny_tokenizer, tmp_path / "tiny")
 
 
 def test_load_model_places_and_casts(saved_tiny):

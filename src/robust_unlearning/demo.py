@@ -8,7 +8,6 @@ evaluate; attack every result (and gold) with the relearning attack; print a tab
 from __future__ import annotations
 
 import copy
-import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,13 +19,10 @@ from .io import load_model, write_json_atomic, write_text_atomic
 from .loop import unlearn
 from .method import parse_method
 from .recipes import load_recipe, method_config
+from .sweep import aggregate, largest_budget, model_scores, pm
 from .world.benchmark import evaluate, unlearning_data
 
 DEFAULT_METHODS = ["ga", "graddiff", "npo", "simnpo", "rmu"]
-
-
-def _mean_std(vals: list[float]) -> tuple[float, float]:
-    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
 def run_demo(methods: list[str] | None = None, seeds: list[int] | None = None, out: str | Path = "demo-out",
@@ -118,9 +114,7 @@ def summarize_entries(entries: list[dict], budgets) -> list[dict]:
     """Per method: mean ± std over seeds of accuracies, held-out utility, post-attack accuracy, the
     knowledge gap to gold (|acc − acc_gold|, same draw) and KS distance, recovery and budget; the
     spread over attack draws is kept apart (``gap_draw_std``)."""
-    from .sweep import aggregate, model_scores
-
-    last = tuple(max((tuple(b) for b in budgets), key=lambda b: (b[0], b[1])))
+    last = largest_budget(budgets)
     gold_by_seed = {e["seed"]: {"relearn_runs": e["attacks"]["relearn_runs"]}
                     for e in entries if e["method"] == "gold"}
     out = []
@@ -134,30 +128,24 @@ def summarize_entries(entries: list[dict], budgets) -> list[dict]:
     return out
 
 
-def _pm(m: float | None, s: float | None, d: int = 3) -> str:
-    if m is None:
-        return "–"
-    return f"{m:.{d}f} ± {s:.{d}f}" if s is not None else f"{m:.{d}f}"
-
-
 def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     budgets = [tuple(b) for b in results["attack"]["budgets"]]
     head = ["method", "forget acc", "held-out retain", "held-out NLL"]
     head += [f"after {k}×{s}" for k, s in budgets]
-    k, s = max(budgets, key=lambda b: (b[0], b[1]))
+    k, s = largest_budget(budgets)
     head += [f"gap @ {k}×{s} (↓)", "draw std", "KS (↓)", "recovery", "forget samples", "passes"]
     rows = []
     for r in results["summary"]:
-        cells = [r["method"], _pm(r.get("forget_acc"), r.get("forget_acc_seed_std")),
-                 _pm(r.get("retain_acc"), r.get("retain_acc_seed_std")),
-                 _pm(r.get("utility_nll"), r.get("utility_nll_seed_std"))]
+        cells = [r["method"], pm(r.get("forget_acc"), r.get("forget_acc_seed_std")),
+                 pm(r.get("retain_acc"), r.get("retain_acc_seed_std")),
+                 pm(r.get("utility_nll"), r.get("utility_nll_seed_std"))]
         by = {(b["samples"], b["steps"]): b for b in r["budgets"]}
-        cells += [_pm(by[b].get("forget_acc"), by[b].get("forget_acc_seed_std")) if b in by else "–"
+        cells += [pm(by[b].get("forget_acc"), by[b].get("forget_acc_seed_std")) if b in by else "–"
                   for b in budgets]
-        cells += [_pm(r.get("gap"), r.get("gap_seed_std")), _pm(r.get("gap_draw_std"), None),
-                  _pm(r.get("ks"), r.get("ks_seed_std")),
-                  _pm(r.get("recovery"), r.get("recovery_seed_std"), 2),
-                  _pm(r.get("forget_samples"), None, 0), _pm(r.get("passes"), None, 0)]
+        cells += [pm(r.get("gap"), r.get("gap_seed_std")), pm(r.get("gap_draw_std"), None),
+                  pm(r.get("ks"), r.get("ks_seed_std")),
+                  pm(r.get("recovery"), r.get("recovery_seed_std"), 2),
+                  pm(r.get("forget_samples"), None, 0), pm(r.get("passes"), None, 0)]
         rows.append(cells)
     return head, rows
 

@@ -272,8 +272,13 @@ def _run_jobs(jobs: list[Job], plan: dict, device, threads: int, pool, fh, stop_
 
 
 # -- selection and summary -----------------------------------------------------------------------
+def largest_budget(budgets) -> tuple[int, int]:
+    """The (samples, steps) budget with the most samples, then the most steps: the headline's."""
+    return tuple(max((tuple(b) for b in budgets), key=lambda b: (b[0], b[1])))  # type: ignore[return-value]
+
+
 def _last_budget(plan: dict) -> tuple[int, int]:
-    return tuple(max(plan["attack"]["budgets"], key=lambda b: (b[0], b[1])))  # type: ignore[return-value]
+    return largest_budget(plan["attack"]["budgets"])
 
 
 def model_scores(row: dict, gold_row: dict, budget: tuple[int, int]) -> dict:
@@ -406,19 +411,18 @@ def summarize(plan: dict, rows: list[dict], chosen: dict) -> dict:
                 model_scores(r, gold[(r["world"], r["seed"])], budget)
             )
 
-    block = aggregate
     frontier = [
         {
             "label": label,
             "candidate": c,
             "config": plan["methods"][label]["candidates"][c] or {},
             "chosen": chosen.get(label, {}).get("candidate") == c,
-            **block(sc),
+            **aggregate(sc),
         }
         for (label, c), sc in sorted(per.items())
     ]
     table = [
-        {"label": label, **chosen[label], **block(per[(label, chosen[label]["candidate"])])}
+        {"label": label, **chosen[label], **aggregate(per[(label, chosen[label]["candidate"])])}
         for label in plan["methods"]
         if label in chosen and (label, chosen[label]["candidate"]) in per
     ]
@@ -455,7 +459,8 @@ def summarize(plan: dict, rows: list[dict], chosen: dict) -> dict:
     }
 
 
-def _fmt(v, s=None, d=3) -> str:
+def pm(v, s=None, d=3) -> str:
+    """``v ± s`` with ``d`` digits; ``v`` alone without ``s``; an en dash for a missing ``v``."""
     if v is None:
         return "–"
     return f"{v:.{d}f}" + (f" ± {s:.{d}f}" if s is not None else "")
@@ -471,10 +476,10 @@ def render_markdown(summary: dict) -> str:
         f"the {k}×{s} attack (same draw for both); KS = distance between the per-item correct-option "
         "probabilities of the model and of gold; recovery = (post − pre) / (original − pre).",
         "",
-        f"gold: forget {_fmt(g.get('forget_acc'), g.get('forget_acc_seed_std'))}, after attack "
-        f"{_fmt(g.get('post'), g.get('post_seed_std'))} "
-        f"(moved {_fmt(g.get('moved'), g.get('moved_seed_std'))}), "
-        f"held-out retain {_fmt(g.get('retain_acc'), g.get('retain_acc_seed_std'))}",
+        f"gold: forget {pm(g.get('forget_acc'), g.get('forget_acc_seed_std'))}, after attack "
+        f"{pm(g.get('post'), g.get('post_seed_std'))} "
+        f"(moved {pm(g.get('moved'), g.get('moved_seed_std'))}), "
+        f"held-out retain {pm(g.get('retain_acc'), g.get('retain_acc_seed_std'))}",
         "",
         "| method | setting | forget acc | held-out retain | held-out NLL | trained-retain acc "
         f"| after {k}×{s} | gap (↓) | draw std | KS (↓) | recovery | forget samples | retain samples "
@@ -488,19 +493,19 @@ def render_markdown(summary: dict) -> str:
                 [
                     r["label"],
                     json.dumps(r["config"]).replace("|", "/"),
-                    _fmt(r.get("forget_acc"), r.get("forget_acc_seed_std")),
-                    _fmt(r.get("retain_acc"), r.get("retain_acc_seed_std")),
-                    _fmt(r.get("utility_nll"), r.get("utility_nll_seed_std")),
-                    _fmt(r.get("retain_train_acc")),
-                    _fmt(r.get("post"), r.get("post_seed_std")),
-                    _fmt(r.get("gap"), r.get("gap_seed_std")),
-                    _fmt(r.get("gap_draw_std")),
-                    _fmt(r.get("ks"), r.get("ks_seed_std")),
-                    _fmt(r.get("recovery"), r.get("recovery_seed_std"), 2),
-                    _fmt(r.get("forget_samples"), None, 0),
-                    _fmt(r.get("retain_samples"), None, 0),
-                    _fmt(r.get("passes"), None, 0),
-                    _fmt(r.get("seconds"), None, 1),
+                    pm(r.get("forget_acc"), r.get("forget_acc_seed_std")),
+                    pm(r.get("retain_acc"), r.get("retain_acc_seed_std")),
+                    pm(r.get("utility_nll"), r.get("utility_nll_seed_std")),
+                    pm(r.get("retain_train_acc")),
+                    pm(r.get("post"), r.get("post_seed_std")),
+                    pm(r.get("gap"), r.get("gap_seed_std")),
+                    pm(r.get("gap_draw_std")),
+                    pm(r.get("ks"), r.get("ks_seed_std")),
+                    pm(r.get("recovery"), r.get("recovery_seed_std"), 2),
+                    pm(r.get("forget_samples"), None, 0),
+                    pm(r.get("retain_samples"), None, 0),
+                    pm(r.get("passes"), None, 0),
+                    pm(r.get("seconds"), None, 1),
                 ]
             )
             + " |"

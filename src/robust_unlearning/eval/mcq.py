@@ -62,21 +62,36 @@ def token_logprob_sums(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torc
 
 
 @torch.no_grad()
+def option_logprobs(model, tokenizer, items, batch_size: int = 128) -> torch.Tensor:
+    """Summed log-likelihood of each option (``" " + value``) given the item's prompt: (items, options)."""
+    prompts = [it.prompt for it in items for _ in it.options]
+    conts = [" " + opt for it in items for opt in it.options]
+    sums, _ = sequence_logprobs(model, tokenizer, prompts, conts, batch_size)
+    return sums.view(len(items), len(items[0].options))
+
+
+@torch.no_grad()
 def mcq_accuracy(model, tokenizer, items, batch_size: int = 128) -> float:
     """Accuracy over items with ``prompt``, ``options`` (list of values) and ``label``."""
     items = list(items)
     if not items:
         raise ValueError("mcq_accuracy on an empty item list")
-    prompts, conts = [], []
-    for it in items:
-        for opt in it.options:
-            prompts.append(it.prompt)
-            conts.append(" " + opt)
-    sums, _ = sequence_logprobs(model, tokenizer, prompts, conts, batch_size)
-    n_opt = len(items[0].options)
-    pred = sums.view(len(items), n_opt).argmax(1)
+    pred = option_logprobs(model, tokenizer, items, batch_size).argmax(1)
     gold = torch.tensor([it.label for it in items])
     return (pred == gold).float().mean().item()
+
+
+@torch.no_grad()
+def mcq_scores(model, tokenizer, items, batch_size: int = 128) -> tuple[float, list[float]]:
+    """MCQ accuracy and, per item, the probability of the correct option among the options."""
+    items = list(items)
+    if not items:
+        raise ValueError("MCQ scoring on an empty fact list")
+    lp = option_logprobs(model, tokenizer, items, batch_size)
+    label = torch.tensor([it.label for it in items])
+    acc = (lp.argmax(1) == label).float().mean().item()
+    probs = lp.softmax(1).gather(1, label[:, None])[:, 0]
+    return acc, [round(float(p), 6) for p in probs]
 
 
 @torch.no_grad()

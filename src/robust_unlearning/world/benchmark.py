@@ -21,9 +21,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
-
-from ..eval.mcq import exact_match, sequence_logprobs
+from ..eval.mcq import exact_match, mcq_scores, sequence_logprobs
 from .generator import Fact, World
 
 RETAIN_TRAIN_EVAL = 200
@@ -42,25 +40,6 @@ def unlearning_data(world: World, form: Literal["qa", "bio", "both"] = "qa") -> 
         forget += [{"text": world.biography(p)} for p in world.forget_persons]
         retain += [{"text": world.biography(p)} for p in world.retain_persons]
     return forget, retain
-
-
-def option_logprobs(model, tokenizer, facts: list[Fact], batch_size: int = 128) -> torch.Tensor:
-    """Summed log-likelihood of each of the four options given the prompt: shape (items, 4)."""
-    prompts = [f.prompt for f in facts for _ in f.options]
-    conts = [" " + o for f in facts for o in f.options]
-    sums, _ = sequence_logprobs(model, tokenizer, prompts, conts, batch_size)
-    return sums.view(len(facts), -1)
-
-
-def mcq_scores(model, tokenizer, facts: list[Fact]) -> tuple[float, list[float]]:
-    """MCQ accuracy and, per item, the probability of the correct option among the options."""
-    if not facts:
-        raise ValueError("MCQ scoring on an empty fact list")
-    lp = option_logprobs(model, tokenizer, facts)
-    label = torch.tensor([f.label for f in facts])
-    acc = (lp.argmax(1) == label).float().mean().item()
-    probs = lp.softmax(1).gather(1, label[:, None])[:, 0]
-    return acc, [round(float(p), 6) for p in probs]
 
 
 def text_nll(model, tokenizer, texts: list[str]) -> float:
