@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import platform
 import sys
@@ -67,9 +68,9 @@ PRESETS = {  # persons, attributes (None: all), fine-tune epochs / batch, unlear
     # the relearn pool is larger than the largest budget, so every draw is a real draw
     "gpu": {"persons": 200, "attributes": None, "forget_fraction": 0.15, "relearn_pool": 80,
             "retain_eval": 240, "ft_epochs": 15, "ft_batch": 16, "steps": 60, "budgets": None, "draws": 3},
-    "cpu-reduced": {"persons": 40, "attributes": None, "forget_fraction": 0.15, "relearn_pool": 24,
-                    "retain_eval": 48, "ft_epochs": 8, "ft_batch": 16, "steps": 20,
-                    "budgets": [[4, 5], [8, 5], [16, 10]], "draws": 2},
+    "cpu-reduced": {"persons": 30, "attributes": None, "forget_fraction": 0.2, "relearn_pool": 24,
+                    "retain_eval": 48, "ft_epochs": 10, "ft_batch": 8, "steps": 20, "batch_size": 8,
+                    "budgets": [[8, 5], [16, 10], [16, 25]], "draws": 2},
     "smoke": {"persons": 10, "attributes": 4, "forget_fraction": 0.2, "relearn_pool": 6, "retain_eval": 8,
               "ft_epochs": 1, "ft_batch": 8, "steps": 2, "budgets": [[2, 1], [2, 2], [4, 2]], "draws": 1},
 }
@@ -132,6 +133,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--ft-epochs", type=int, default=None, help="fine-tuning epochs at most")
     ap.add_argument("--draws", type=int, default=None, help="relearn-set draws per seed and budget")
     ap.add_argument("--recipe", default=None, help="a YAML file laid over RECIPE (same sections)")
+    ap.add_argument("--tuned", default=None,
+                    help="tune.json of benchmarks/real_model_tune.py: the unlearning and attack lr chosen "
+                         "on the tuning world")
     ap.add_argument("--base", default=MODEL, help="the base model (named, directory or hub id)")
     ap.add_argument("--out", default="benchmarks/results/real-model")
     args = ap.parse_args(argv)
@@ -148,10 +152,14 @@ def main(argv: list[str] | None = None) -> dict:
     persons = args.persons or preset["persons"]
     steps = args.steps or preset["steps"]
     att = dict(recipe["attack"])
+    tuned = json.loads(Path(args.tuned).read_text()) if args.tuned else None
+    if tuned is not None:
+        att["lr"] = tuned["attack_lr"]["lr"]
     budgets = [tuple(b) for b in (preset["budgets"] or att["budgets"])]
     draws = args.draws or preset["draws"] or att.get("draws", 3)
     stages: dict = {}
-    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    t_start = time.perf_counter()
+    log = lambda msg: print(f"[{time.perf_counter() - t_start:6.0f} s] {msg}", flush=True)  # noqa: E731
     t_all = time.perf_counter()
 
     t = time.perf_counter()
@@ -204,7 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
                       "retain_eval": len(world.retain_eval)},
             "finetune": {"config": asdict(ft), "history": bundle.history, "full_dir": str(bundle.full_dir),
                          "gold_dir": str(bundle.gold_dir)},
-            "recipe": recipe, "steps": steps, "original": original, "seeds": seeds,
+            "recipe": recipe, "tuned": tuned, "batch_size": preset.get("batch_size"),
+            "steps": steps, "original": original, "seeds": seeds,
             "attack": {"budgets": [list(b) for b in budgets], "lr": att["lr"],
                        "batch_size": att["batch_size"], "seeds": list(range(draws))},
             "entries": entries, "summary": summarize_entries(entries, budgets),
@@ -234,7 +243,11 @@ def main(argv: list[str] | None = None) -> dict:
         for method in methods:
             data = method_config(method, recipe)
             train = data.setdefault("train", {})
-            train.update({"seed": seed, "steps": steps})
+            tuned_train = {"batch_size": preset["batch_size"]} if preset.get("batch_size") else {}
+            if tuned is not None:  # one factor for every method: the tuned lr over the recipe's default
+                tuned_train["lr"] = train.get("lr", RECIPE["defaults"]["train"]["lr"]) * (
+                    tuned["unlearning_lr"]["lr"] / RECIPE["defaults"]["train"]["lr"])
+            train.update({"seed": seed, "steps": steps, **tuned_train})
             if dtype != "float32" and torch.device(device).type == "cuda":
                 train["mixed_precision"] = "bf16" if dtype == "bfloat16" else "fp16"
             cfg = build_config(data, f"recipe for {method}")
@@ -260,6 +273,18 @@ def main(argv: list[str] | None = None) -> dict:
     return save(partial=False)
 
 
+def settings_note(results: dict) -> str:
+    t = results.get("tuned")
+    if not t:
+        return "Settings were fixed a priori, not tuned on this world."
+    return (f"Learning rates chosen on the tuning world (seed {t['tuning_world_seed']}, other persons and "
+            "facts) by benchmarks/real_model_tune.py's fixed rules: unlearning lr "
+            f"{t['unlearning_lr']['lr']:g} "
+            f"({t['unlearning_lr']['why']}; every method's lr scaled by the same factor), attack lr "
+            f"{t['attack_lr']['lr']:g} ({t['attack_lr']['why']}); strategy knobs a priori. Nothing was tuned "
+            "on this world.")
+
+
 def render(results: dict) -> str:
     from robust_unlearning.demo import table_rows
 
@@ -283,7 +308,7 @@ def render(results: dict) -> str:
         f"AdamW lr {att['lr']}, batch {att['batch_size']}, {len(att['seeds'])} draws per seed and budget; "
         "gap = |post-attack forget acc − gold's| on the same draw (lower is better); KS = distance between "
         "the per-item correct-option probabilities of the model and of gold; held-out retain: retain persons "
-        "whose facts unlearning never trained on. Settings were fixed a priori, not tuned on this world.", "",
+        "whose facts unlearning never trained on. " + settings_note(results), "",
         f"Full model before unlearning: forget acc {results['original']['forget_acc']:.3f}, "
         f"retain acc {results['original']['retain_acc']:.3f}.", "",
         "| " + " | ".join(head) + " |", "|" + "---|" * len(head),

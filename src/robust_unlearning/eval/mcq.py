@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..data.chat import answer_ids, prompt_ids
 from ..data.collate import IGNORE, Encoded, pad_batch, pad_id_of
+from .target_logp import target_logprobs
 
 
 def _model_device(model) -> torch.device:
@@ -44,10 +45,9 @@ def sequence_logprobs(model, tokenizer, prompts: Sequence[str], continuations: S
         idx = order[start:start + batch_size]
         batch = pad_batch([enc[i] for i in idx], pad)
         batch = {k: v.to(device) for k, v in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        s, n = token_logprob_sums(logits, batch["labels"])
-        sums[idx] = s.float().cpu()
-        counts[idx] = n.float().cpu()
+        logp, mask = target_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        sums[idx] = logp.sum(1).cpu()
+        counts[idx] = mask.sum(1).float().cpu()
     model.train(was_training)
     return sums, counts
 
