@@ -57,3 +57,14 @@ def test_a_head_with_a_bias_or_scale_is_not_assumed(tiny_model):
     wrapped = Scaled(tiny_model)
     wrapped.config = type("C", (), {"model_type": "gemma2"})()
     assert target_logp._split(wrapped) is None
+
+
+def test_target_nll_is_the_models_loss_with_its_gradient(tiny_model):
+    ids, att, labels = _batch(tiny_model.config.vocab_size, seed=2)
+    batch = {"input_ids": ids, "attention_mask": att, "labels": labels}
+    want = tiny_model(**batch).loss
+    (g_want,) = torch.autograd.grad(want, tiny_model.lm_head.weight)
+    got = target_logp.target_nll(tiny_model, batch)
+    (g_got,) = torch.autograd.grad(got, tiny_model.lm_head.weight)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(g_got, g_want, atol=1e-6)

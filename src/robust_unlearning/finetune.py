@@ -34,7 +34,8 @@ from pathlib import Path
 import torch
 
 from .data.chat import set_chat_template
-from .data.collate import IGNORE, Collator
+from .data.collate import Collator
+from .eval.target_logp import target_nll
 from .errors import UnlearnError
 
 CACHE_VERSION = "1"
@@ -80,19 +81,6 @@ def training_records(world, persons: list[str], biographies: bool = False) -> li
     return recs
 
 
-def _loss(model, batch: dict) -> torch.Tensor:
-    """Mean target-token NLL, the output layer applied at target positions only (a QA row has a few
-    answer tokens and dozens of prompt tokens; the vocabulary projection is a fifth of the cost)."""
-    decoder = getattr(model, "model", None)
-    head = getattr(model, "lm_head", None)
-    if decoder is None or head is None:
-        return model(**batch).loss
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    target = batch["labels"][:, 1:]
-    keep = target != IGNORE
-    return torch.nn.functional.cross_entropy(head(hidden[:, :-1][keep]).float(), target[keep])
-
-
 def finetune_facts(model, tokenizer, records: list[dict], eval_sets: dict[str, list],
                    cfg: FinetuneConfig = FinetuneConfig(), dtype: str = "float32", log=None,
                    desc: str = "finetune") -> dict:
@@ -133,7 +121,7 @@ def finetune_facts(model, tokenizer, records: list[dict], eval_sets: dict[str, l
         for i in range(0, len(order), cfg.batch_size):
             batch = {k: v.to(device) for k, v in collate(order[i:i + cfg.batch_size]).items()}
             with autocast(device, dtype):
-                loss = _loss(model, batch)
+                loss = target_nll(model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

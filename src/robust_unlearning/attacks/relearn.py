@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 
 from ..data.collate import Collator
+from ..eval.target_logp import target_nll
 from ..progress import progress
 from ..world.benchmark import evaluate, qa_records
 from ..world.generator import World
@@ -122,7 +123,7 @@ def relearn_runs(model, tokenizer, cfg: RelearnConfig,
             for target in [c for c in checkpoints if c > 0]:
                 while done < target:
                     order = rng.sample(records, min(cfg.batch_size, len(records)))
-                    loss = attacked(**{k: v.to(device) for k, v in collate(order).items()}).loss
+                    loss = target_nll(attacked, {k: v.to(device) for k, v in collate(order).items()})
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()

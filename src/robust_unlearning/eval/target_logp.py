@@ -25,8 +25,10 @@ def _split(model):
     cfg = getattr(model, "config", None)
     if getattr(cfg, "model_type", None) not in FAST_FAMILIES:
         return None
+    if hasattr(model, "get_base_model"):  # a peft wrapper: its adapters live inside the base model
+        model = model.get_base_model()
     decoder, head = getattr(model, "model", None), getattr(model, "lm_head", None)
-    if decoder is None or not isinstance(head, torch.nn.Linear):
+    if decoder is None or hasattr(decoder, "lm_head") or not isinstance(head, torch.nn.Linear):
         return None
     return decoder, head
 
@@ -47,3 +49,17 @@ def target_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     out = torch.zeros(mask.shape, dtype=torch.float32, device=hidden.device)
     out[mask] = -F.cross_entropy(head(hidden[mask]).float(), target[mask], reduction="none")
     return out, mask
+
+
+def target_nll(model, batch: dict) -> torch.Tensor:
+    """Mean NLL over the target tokens of a batch (``input_ids``, ``attention_mask``, ``labels``): the
+    value of ``model(**batch).loss`` for a causal LM, with gradient, computing the output layer at the
+    target positions only where :func:`target_logprobs` may."""
+    split = _split(model)
+    if split is None:
+        return model(**batch).loss
+    decoder, head = split
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    target = batch["labels"][:, 1:]
+    keep = target != IGNORE
+    return F.cross_entropy(head(hidden[:, :-1][keep]).float(), target[keep])
