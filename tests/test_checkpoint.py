@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import save_model
 from safetensors.torch import load_file
 
 from robust_unlearning import checkpoint as ckpt
@@ -44,11 +45,10 @@ main()
 
 
 @pytest.fixture(scope="module")
-def setup_dir(tmp_path_factory, _tiny_model_init, tiny_tokenizer, tiny_world):
+def setup_dir(tmp_path_factory, tiny_model_init, tiny_tokenizer, tiny_world):
     """A tiny random Llama + tokenizer saved as a model directory, and small forget/retain JSONL."""
     root = tmp_path_factory.mktemp("ckpt")
-    _tiny_model_init.save_pretrained(root / "model", safe_serialization=True)
-    tiny_tokenizer.save_pretrained(root / "model")
+    save_model(tiny_model_init, tiny_tokenizer, root / "model")
     forget, retain = unlearning_data(tiny_world)
     for name, records in (("forget", forget[:12]), ("retain", retain[:12])):
         (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))

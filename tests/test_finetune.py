@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import save_model
 
 from robust_unlearning import finetune
 from robust_unlearning.finetune import FinetuneConfig, build_real_world, training_records
 
 
 @pytest.fixture
-def base_dir(tmp_path, trained_tiny, tiny_tokenizer, save_model_dir):
-    return save_model_dir(trained_tiny, tiny_tokenizer, tmp_path / "base")
+def base_dir(tmp_path, trained_tiny, tiny_tokenizer):
+    return save_model(trained_tiny, tiny_tokenizer, tmp_path / "base")
 
 
 def test_full_and_gold_are_trained_on_their_persons_and_cached(tiny_world, base_dir, tmp_path, monkeypatch):
