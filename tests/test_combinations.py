@@ -33,6 +33,7 @@ def test_the_registries_find_the_built_in_components():
     assert {"full", "lora", "bounded-lora"} <= set(PARAMETERIZATIONS.names())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_every_combination_runs_with_defaults(method, tiny_model_init, tiny_tokenizer, tiny_world):
     forget, retain = unlearning_data(tiny_world)

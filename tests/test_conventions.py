@@ -188,6 +188,7 @@ def test_muse_auc_randomized_against_muse():
         assert privleak(muse_auc(f, h), r) == pytest.approx(muse_privleak(ref, r), abs=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reference", [0.4772, "model"])
 def test_muse_benchmark_privleak_is_muses(tmp_path, tiny_model, tiny_tokenizer, reference):
     """Through the benchmark: Min-40 % scores from the model's token log-probs, MUSE's AUC and

@@ -25,6 +25,8 @@ from robust_unlearning.runner import run_config
 from robust_unlearning.strategies.base import STRATEGIES
 from robust_unlearning.world.benchmark import unlearning_data
 
+pytestmark = pytest.mark.slow  # several processes (torchrun)
+
 # every process runs `unlearn run` on each config; only the main process writes the outputs. Then a
 # NaN loss on process 1 only (its 2nd forget loss: step 1): every process must stop there, none hang.
 WORKER = """

@@ -234,6 +234,7 @@ def _unlearn(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_subprocess_exit_code_and_no_traceback(tmp_path, model_dirs):
     """The real entry point: exit status 2, one line on stderr, no traceback."""
     forget = tmp_path / "forget.jsonl"

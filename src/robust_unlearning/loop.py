@@ -58,6 +58,8 @@ class UnlearnResult:
         return self.parameterization.export(self.model)
 
 
+# Longer than 80 lines on purpose (torchtune-recipe style): the whole recipe reads top to bottom in one
+# place; each step of it is one call (train_step, precision, distributed, checkpoint).
 def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg: RunConfig,
             metrics_path: Path | None = None, desc: str | None = None,
             resume: bool = False,
