@@ -25,8 +25,6 @@ from robust_unlearning.runner import run_config
 from robust_unlearning.strategies.base import STRATEGIES
 from robust_unlearning.world.benchmark import unlearning_data
 
-pytestmark = pytest.mark.slow  # several processes (torchrun)
-
 # every process runs `unlearn run` on each config; only the main process writes the outputs. Then a
 # NaN loss on process 1 only (its 2nd forget loss: step 1): every process must stop there, none hang.
 WORKER = """
@@ -130,6 +128,7 @@ def runs(tmp_path_factory, tiny_model_init, tiny_tokenizer, tiny_world):
     return root, proc.stdout
 
 
+@pytest.mark.slow  # several processes (torchrun)
 @pytest.mark.parametrize("case", list(CASES) + [f"{c}-fsdp" for c in FSDP_CASES])
 def test_two_processes_match_one_process(case, runs):
     """DDP (and, for -fsdp, FSDP2: the output is gathered on the main process) over 2 processes."""
@@ -153,12 +152,14 @@ def test_two_processes_match_one_process(case, runs):
     assert not list(Path(runs).glob(f".{two.name}.tmp-*"))  # only the main process wrote an output
 
 
+@pytest.mark.slow  # several processes (torchrun)
 def test_fsdp_runs_were_sharded(runs):
     _, stdout = runs
     for rank in (0, 1):
         assert stdout.count(f"process {rank} gathers DTensor") == len(FSDP_CASES), stdout
 
 
+@pytest.mark.slow  # several processes (torchrun)
 def test_a_non_finite_loss_on_one_process_stops_every_process(runs):
     root, stdout = runs
     for rank in (0, 1):
