@@ -26,14 +26,16 @@ import json
 import platform
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from robust_unlearning.data.collate import Collator
 from robust_unlearning.io import load_model
+from robust_unlearning.loop import train_step
 from robust_unlearning.objectives.base import OBJECTIVES
-from robust_unlearning.strategies.base import STRATEGIES, MicroBatch, StepContext
+from robust_unlearning.strategies.base import STRATEGIES, Losses, MicroBatch, StepContext
 from robust_unlearning.world.benchmark import unlearning_data
 from robust_unlearning.world.model import DEFAULT_SPEC, QUICK_SPEC, build_world
 
@@ -45,7 +47,8 @@ STRATEGY_OPTIONS = {
 
 
 class Harness:
-    """The loop's step (zero grads, strategy, clip, AdamW, after_step) on fixed batches."""
+    """The loop's step (:func:`~robust_unlearning.loop.train_step`: zero grads, strategy, clip,
+    AdamW, after_step) on fixed batches."""
 
     def __init__(self, model, tokenizer, forget, retain, batch_size: int, fused: bool = False):
         self.model = model
@@ -81,24 +84,22 @@ class Harness:
         strategy.setup(self.params)
         opt = torch.optim.AdamW(self.params, lr=1e-5, fused=True if self.fused else None)
         ratios, times, passes, compute_peak = [], [], 0, None
+        losses = Losses(lambda b: self.objective.forget_loss(self.model, b, None),
+                        lambda b: self.objective.retain_loss(self.model, b, None),
+                        next_forget=lambda: self._next(self.fb), next_retain=lambda: self._next(self.rb))
         for step in range(steps):
             unit = self.pass_time(1) if not profile_last else None
             t = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            ctx = StepContext(
-                model=self.model, params=self.params,
-                micro=[MicroBatch(self._next(self.fb), self._next(self.rb))],
-                forget_loss_fn=lambda b: self.objective.forget_loss(self.model, b, None),
-                retain_loss_fn=lambda b: self.objective.retain_loss(self.model, b, None),
-                backward_fn=lambda loss: loss.backward(), next_forget=lambda: self._next(self.fb),
-                next_retain=lambda: self._next(self.rb), gamma=1.0, lr=1e-5, step=step)
-            if profile_last and step == steps - 1:
-                compute_peak = peak_bytes(lambda c=ctx: strategy.compute(c))
-            else:
-                strategy.compute(ctx)
-            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-            opt.step()
-            strategy.after_step(ctx)
+            make_ctx = partial(StepContext, self.model, self.params,
+                               [MicroBatch(self._next(self.fb), self._next(self.rb))], losses,
+                               gamma=1.0, lr=1e-5, step=step)
+            peaks = []
+            if profile_last and step == steps - 1:  # the peak of strategy.compute alone
+                strategy.compute = _profiled(strategy.compute, peaks)
+            ctx, _, _ = train_step(strategy, make_ctx, opt, self.params, step, max_grad_norm=1.0)
+            if peaks:
+                del strategy.compute  # the class's method again
+                compute_peak = peaks[0]
             elapsed = time.perf_counter() - t
             passes = ctx.passes
             if unit is not None and step > 0:  # the first step warms caches up
@@ -107,6 +108,10 @@ class Harness:
         state = sum(_nbytes(v) for v in strategy.state_dict().values())
         return {"passes": passes, "times": times, "ratios": ratios, "compute_peak": compute_peak,
                 "state_bytes": state}
+
+
+def _profiled(compute, peaks: list):
+    return lambda ctx: peaks.append(peak_bytes(lambda: compute(ctx)))
 
 
 def _nbytes(obj) -> int:

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny world, its tokenizer and a tiny random Llama (seconds to build).
+"""Shared fixtures: a tiny world, its tokenizer and a tiny random Llama (seconds to build), and
+:func:`save_model` (a model directory of a model and its tokenizer: ``from conftest import save_model``).
 
 Tests that need a model that *knows* facts use ``trained_tiny``: the tiny model briefly trained on
 the tiny world (session-scoped, cached under a temporary directory).
@@ -34,20 +35,21 @@ def tiny_tokenizer(tiny_world):
 
 
 @pytest.fixture(scope="session")
-def _tiny_model_init(tiny_tokenizer):
+def tiny_model_init(tiny_tokenizer):
+    """The tiny random Llama, shared by the session: read it, or copy it before changing it."""
     torch.manual_seed(0)
     return new_model(TINY_MODEL, tiny_tokenizer)
 
 
 @pytest.fixture
-def tiny_model(_tiny_model_init):
+def tiny_model(tiny_model_init):
     """A fresh copy of a tiny random Llama (tests may modify it)."""
-    return copy.deepcopy(_tiny_model_init)
+    return copy.deepcopy(tiny_model_init)
 
 
 @pytest.fixture(scope="session")
-def _trained_tiny(tiny_world, tiny_tokenizer, _tiny_model_init):
-    model = copy.deepcopy(_tiny_model_init)
+def _trained_tiny(tiny_world, tiny_tokenizer, tiny_model_init):
+    model = copy.deepcopy(tiny_model_init)
     pretrain(model, tiny_tokenizer, tiny_world.training_records(tiny_world.persons),
              PretrainConfig(epochs=15, batch_size=16, lr=5e-3, eval_every=100), {})
     return model
@@ -59,15 +61,11 @@ def trained_tiny(_trained_tiny):
     return copy.deepcopy(_trained_tiny)
 
 
-@pytest.fixture
-def save_model_dir():
-    """``save_model_dir(model, tokenizer, path)``: a Hugging Face directory of both; returns the path."""
-    def save(model, tokenizer, path):
-        model.save_pretrained(path)
-        tokenizer.save_pretrained(path)
-        return path
-
-    return save
+def save_model(model, tokenizer, path):
+    """A Hugging Face directory (safetensors) of ``model`` and ``tokenizer`` at ``path``; returns it."""
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
 
 
 @pytest.fixture(autouse=True)

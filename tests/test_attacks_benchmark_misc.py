@@ -14,6 +14,7 @@ from robust_unlearning.io import load_model
 from robust_unlearning.report.build import collect
 
 
+@pytest.mark.slow
 def test_cli_quantize_on_tofu_with_gold_and_report(tmp_path, model_dir):  # noqa: F811
     data = write_tofu(tmp_path / "tofu")
     out = tmp_path / "q.json"

@@ -36,6 +36,7 @@ def test_attack_items_of_each_benchmark(tmp_path):
         build_benchmark("world-quick").attack_items()
 
 
+@pytest.mark.slow
 def test_gcg_on_qa_items_reports_probability_and_lowers_the_loss(tmp_path, trained_tiny, tiny_tokenizer):
     items = build_benchmark("tofu", write_tofu(tmp_path / "tofu")).attack_items()
     r = gcg_items(trained_tiny, tiny_tokenizer, items, CFG)

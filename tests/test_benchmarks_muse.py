@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import save_model
 from sklearn.metrics import roc_auc_score
 
 from robust_unlearning.benchmarks import BENCHMARKS, build_benchmark
@@ -94,8 +95,7 @@ def test_report_matches_metric_definitions(tmp_path, tiny_model, tiny_tokenizer)
 
 def test_privleak_against_retrain_model_dir_and_hub_mirror(tmp_path, monkeypatch, tiny_model, tiny_tokenizer):
     d = tmp_path / "retrain"
-    tiny_model.save_pretrained(d, safe_serialization=True)
-    tiny_tokenizer.save_pretrained(d)
+    save_model(tiny_model, tiny_tokenizer, d)
     write_muse(tmp_path / "mirror" / "muse-bench" / "MUSE-Books", saved=True)
     monkeypatch.setenv("ROBUST_UNLEARNING_DATASETS", str(tmp_path / "mirror"))
     bench = BENCHMARKS.build("muse-books", {"reference": str(d), "verbmem_tokens": 2, "knowmem_tokens": 2})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import save_model
 from scipy.stats import hmean, ks_2samp
 from typer.testing import CliRunner
 
@@ -63,8 +64,7 @@ def write_tofu(root, fmt: str = "jsonl-as-json"):
 @pytest.fixture
 def model_dir(tmp_path, tiny_model, tiny_tokenizer):
     d = tmp_path / "model"
-    tiny_model.save_pretrained(d, safe_serialization=True)
-    tiny_tokenizer.save_pretrained(d)
+    save_model(tiny_model, tiny_tokenizer, d)
     return d
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import save_model
 from scipy.stats import hmean, ks_2samp
 
 from robust_unlearning.benchmarks import BENCHMARKS
@@ -59,8 +60,7 @@ def test_unlearn_run_on_tofu_data(tmp_path, tiny_model, tiny_tokenizer):
     from robust_unlearning.runner import load_data, run_config
 
     model_dir = tmp_path / "model"
-    tiny_model.save_pretrained(model_dir, safe_serialization=True)
-    tiny_tokenizer.save_pretrained(model_dir)
+    save_model(tiny_model, tiny_tokenizer, model_dir)
     root = write_tofu(tmp_path / "tofu")
     data = {"benchmark": "tofu", "path": str(root), "split": "forget10"}
     cfg = {"model": str(model_dir), "method": "graddiff", "data": data,
@@ -83,8 +83,7 @@ def test_cli_eval_world_keeps_mcq_keys_and_adds_shared_metrics(tmp_path, monkeyp
     from robust_unlearning.world.model import WorldBundle
 
     model_dir = tmp_path / "model"
-    tiny_model.save_pretrained(model_dir, safe_serialization=True)
-    tiny_tokenizer.save_pretrained(model_dir)
+    save_model(tiny_model, tiny_tokenizer, model_dir)
     world = copy.copy(tiny_world)
     world.forget_eval, world.retain_eval = tiny_world.forget_eval[:6], tiny_world.retain_eval[:6]
     monkeypatch.setattr(runner, "world_bundle", lambda name: WorldBundle(None, world, model_dir, model_dir))

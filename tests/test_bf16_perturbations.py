@@ -18,7 +18,7 @@ from robust_unlearning.config import build_config
 from robust_unlearning.errors import UnlearnError
 from robust_unlearning.loop import unlearn
 from robust_unlearning.objectives.base import OBJECTIVES
-from robust_unlearning.strategies.base import STRATEGIES, MicroBatch, StepContext
+from robust_unlearning.strategies.base import STRATEGIES, Losses, MicroBatch, StepContext
 from robust_unlearning.world.benchmark import unlearning_data
 
 
@@ -101,7 +101,7 @@ def test_unseen_perturbation_without_float32_passes_is_refused_naming_the_radius
     """Where the perturbed passes cannot run in float32 (frozen half-precision weights), a
     perturbation the bf16 cast loses stops the step with the smallest radius that works."""
     from robust_unlearning.data.collate import Collator
-    from robust_unlearning.loop import forward_dtypes_of
+    from robust_unlearning.precision import forward_dtypes_of
 
     model = tiny_model.to(torch.bfloat16)
     params = [p for p in model.parameters()]
@@ -121,9 +121,9 @@ def test_unseen_perturbation_without_float32_passes_is_refused_naming_the_radius
             return obj.retain_loss(model, b, None)
 
     before = [p.detach().clone() for p in params]
-    ctx = StepContext(model=model, params=params, micro=[MicroBatch(fb, rb)], forget_loss_fn=fl,
-                      retain_loss_fn=rl, backward_fn=lambda loss: loss.backward(), next_forget=lambda: fb,
-                      next_retain=lambda: rb, gamma=1.0, lr=0.0, step=0,
+    ctx = StepContext(model=model, params=params, micro=[MicroBatch(fb, rb)],
+                      losses=Losses(fl, rl, next_forget=lambda: fb, next_retain=lambda: rb),
+                      gamma=1.0, lr=0.0, step=0,
                       forward_dtypes=forward_dtypes_of(model, params, torch.bfloat16), exact_forward=None)
     strat = STRATEGIES.build("sam", {"rho": 1e-4})
     with pytest.raises(UnlearnError, match=r"smallest rho whose perturbation it sees is about") as info:

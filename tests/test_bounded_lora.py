@@ -104,6 +104,7 @@ def _ga(model, tok, forget, method, steps):
     return unlearn(copy.deepcopy(model), tok, forget, None, cfg).log
 
 
+@pytest.mark.slow
 def test_gradient_ascent_grows_plain_lora_but_not_bounded_lora(trained_tiny, tiny_tokenizer, tiny_world):
     """The weight-growth proof (REFERENCES.md §2.3), on the tiny trained world model, 200 steps of pure
     gradient ascent with the loop's defaults (gradients clipped at 1.0; grad_norm is logged before

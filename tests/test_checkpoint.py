@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import save_model
 from safetensors.torch import load_file
 
 from robust_unlearning import checkpoint as ckpt
@@ -44,11 +45,10 @@ main()
 
 
 @pytest.fixture(scope="module")
-def setup_dir(tmp_path_factory, _tiny_model_init, tiny_tokenizer, tiny_world):
+def setup_dir(tmp_path_factory, tiny_model_init, tiny_tokenizer, tiny_world):
     """A tiny random Llama + tokenizer saved as a model directory, and small forget/retain JSONL."""
     root = tmp_path_factory.mktemp("ckpt")
-    _tiny_model_init.save_pretrained(root / "model", safe_serialization=True)
-    tiny_tokenizer.save_pretrained(root / "model")
+    save_model(tiny_model_init, tiny_tokenizer, root / "model")
     forget, retain = unlearning_data(tiny_world)
     for name, records in (("forget", forget[:12]), ("retain", retain[:12])):
         (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -92,6 +92,7 @@ def _assert_same_run(out: Path, ref: Path, ckpt_dir: Path) -> None:
     assert [s for s, _ in ckpt.list_checkpoints(ckpt_dir)] == [4, 6]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,strategy", CASES, ids=[c[0] for c in CASES])
 def test_killed_run_resumes_to_the_uninterrupted_weights(method, strategy, setup_dir):
     """``unlearn run`` in a subprocess, SIGKILLed during step 5 (checkpoints every 2 steps), then
@@ -145,6 +146,7 @@ def test_crashed_weight_averaging_resumes_its_average(setup_dir, monkeypatch):
     _assert_same_run(root / "wa-crash", ref, root / "wa-crash.checkpoints")
 
 
+@pytest.mark.slow
 def test_resume_without_checkpoints_starts_afresh_and_other_settings_are_refused(setup_dir):
     root = setup_dir
     cfg = _config(root, "graddiff", "fresh", checkpoint_every=3)
@@ -158,6 +160,7 @@ def test_resume_without_checkpoints_starts_afresh_and_other_settings_are_refused
         run_config(_config(root, "graddiff", "nockpt"), [], resume=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["loss", "gradient"])
 def test_non_finite_stops_and_keeps_the_last_good_checkpoint(what, setup_dir, monkeypatch):
     """Step 3 (0-based) turns non-finite: the run stops naming step 3, the checkpoint after 3 good

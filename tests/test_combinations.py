@@ -21,28 +21,29 @@ from robust_unlearning.parameterizations.base import PARAMETERIZATIONS
 from robust_unlearning.strategies.base import STRATEGIES
 from robust_unlearning.world.benchmark import unlearning_data
 
-OBJ = ["ga", "graddiff", "kl", "npo", "simnpo", "rmu"]
-STRAT = ["plain", "sam", "rs", "gp", "cr", "wa", "stableun"]
-PARAM = ["full", "lora", "bounded-lora"]
-METHODS = [f"{o}+{s}+{p}" for o, s, p in itertools.product(OBJ, STRAT, PARAM)]
+# the grid is whatever the registries find in objectives/, strategies/, parameterizations/
+METHODS = [f"{o}+{s}+{p}" for o, s, p in
+           itertools.product(OBJECTIVES.names(), STRATEGIES.names(), PARAMETERIZATIONS.names())]
 
 
-def test_the_grid_is_every_registered_component():
-    assert sorted(OBJ) == sorted(OBJECTIVES.names())
-    assert sorted(STRAT) == sorted(STRATEGIES.names())
-    assert sorted(PARAM) == sorted(PARAMETERIZATIONS.names())
+def test_the_registries_find_the_built_in_components():
+    """Registration without hand-kept lists: every module of the three packages is imported."""
+    assert {"ga", "graddiff", "kl", "npo", "simnpo", "rmu"} <= set(OBJECTIVES.names())
+    assert {"plain", "sam", "rs", "gp", "cr", "wa", "stableun"} <= set(STRATEGIES.names())
+    assert {"full", "lora", "bounded-lora"} <= set(PARAMETERIZATIONS.names())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
-def test_every_combination_runs_with_defaults(method, _tiny_model_init, tiny_tokenizer, tiny_world):
+def test_every_combination_runs_with_defaults(method, tiny_model_init, tiny_tokenizer, tiny_world):
     forget, retain = unlearning_data(tiny_world)
     cfg = build_config({"method": method, "train": {"steps": 2, "batch_size": 4, "lr": 1e-3}})
-    result = unlearn(copy.deepcopy(_tiny_model_init), tiny_tokenizer, forget, retain, cfg)
+    result = unlearn(copy.deepcopy(tiny_model_init), tiny_tokenizer, forget, retain, cfg)
     assert len(result.log) == 2
     assert all(math.isfinite(e["forget_loss"]) for e in result.log)
     assert result.metrics["passes_per_step"] >= (1 if method.startswith("ga+") else 2)
     exported = result.export()
-    before = _tiny_model_init.state_dict()
+    before = tiny_model_init.state_dict()
     after = exported.state_dict()
     assert set(after) == set(before)  # adapters merged away: a plain model again
     assert any(not torch.equal(after[k], before[k]) for k in before), method

@@ -24,6 +24,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from conftest import save_model
 from rouge_score import rouge_scorer
 from scipy.stats import hmean, ks_2samp
 from sklearn.metrics import auc as sk_auc
@@ -187,6 +188,7 @@ def test_muse_auc_randomized_against_muse():
         assert privleak(muse_auc(f, h), r) == pytest.approx(muse_privleak(ref, r), abs=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reference", [0.4772, "model"])
 def test_muse_benchmark_privleak_is_muses(tmp_path, tiny_model, tiny_tokenizer, reference):
     """Through the benchmark: Min-40 % scores from the model's token log-probs, MUSE's AUC and
@@ -198,8 +200,7 @@ def test_muse_benchmark_privleak_is_muses(tmp_path, tiny_model, tiny_tokenizer, 
     if reference == "model":  # a different (freshly initialised) retrain model
         torch.manual_seed(1)
         other = type(tiny_model)(tiny_model.config)
-        other.save_pretrained(tmp_path / "retrain", safe_serialization=True)
-        tiny_tokenizer.save_pretrained(tmp_path / "retrain")
+        save_model(other, tiny_tokenizer, tmp_path / "retrain")
         reference = str(tmp_path / "retrain")
     bench = build_benchmark("muse-news", root, options={"reference": reference, "verbmem_tokens": 2,
                                                         "knowmem_tokens": 2})

@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import save_model
 from safetensors.torch import load_file
 
 from robust_unlearning.runner import run_config
+from robust_unlearning.strategies.base import STRATEGIES
 from robust_unlearning.world.benchmark import unlearning_data
 
 # every process runs `unlearn run` on each config; only the main process writes the outputs. Then a
@@ -56,12 +58,12 @@ state.fsdp_plugin = FullyShardedDataParallelPlugin(
     fsdp_version=2, auto_wrap_policy="transformer_based_wrap", state_dict_type="FULL_STATE_DICT",
     reshard_after_forward=True)
 import robust_unlearning.loop as loop
-gather = loop._gathered_model
+gather = loop.gathered_model
 def spy(model, cls, main):  # the trained parameters were sharded DTensors
     kind = type(next(model.parameters())).__name__
     print(f"process {PartialState().process_index} gathers {kind}", flush=True)
     return gather(model, cls, main)
-loop._gathered_model = spy
+loop.gathered_model = spy
 for path in sys.argv[sep + 1:]:
     run_config(path, [], log=lambda *_: None)
 """
@@ -77,16 +79,16 @@ CASES = {  # case: (method, strategy options, train overrides)
     "cr": ("npo+cr", {"coef": 0.5, "h": 0.01}, {}),
     "cr-accum": ("graddiff+cr", {"coef": 0.5, "h": 0.01}, {"grad_accum": 2, "steps": 2}),
 }
-FSDP_CASES = ["plain", "sam", "stableun"]  # also run under FSDP2 (sharded weights and gradients)
+# also run under FSDP2 (sharded weights and gradients): the strategies that declare they support it
+FSDP_CASES = [c for c in CASES if c in STRATEGIES.names() and STRATEGIES.get(c).supports_fsdp]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, _tiny_model_init, tiny_tokenizer, tiny_world):
+def runs(tmp_path_factory, tiny_model_init, tiny_tokenizer, tiny_world):
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not found")
     root = tmp_path_factory.mktemp("ddp")
-    _tiny_model_init.save_pretrained(root / "model", safe_serialization=True)
-    tiny_tokenizer.save_pretrained(root / "model")
+    save_model(tiny_model_init, tiny_tokenizer, root / "model")
     forget, retain = unlearning_data(tiny_world)
     for name, records in (("forget", forget[:14]), ("retain", retain[:14])):
         (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -126,6 +128,7 @@ def runs(tmp_path_factory, _tiny_model_init, tiny_tokenizer, tiny_world):
     return root, proc.stdout
 
 
+@pytest.mark.slow  # several processes (torchrun)
 @pytest.mark.parametrize("case", list(CASES) + [f"{c}-fsdp" for c in FSDP_CASES])
 def test_two_processes_match_one_process(case, runs):
     """DDP (and, for -fsdp, FSDP2: the output is gathered on the main process) over 2 processes."""
@@ -149,12 +152,14 @@ def test_two_processes_match_one_process(case, runs):
     assert not list(Path(runs).glob(f".{two.name}.tmp-*"))  # only the main process wrote an output
 
 
+@pytest.mark.slow  # several processes (torchrun)
 def test_fsdp_runs_were_sharded(runs):
     _, stdout = runs
     for rank in (0, 1):
         assert stdout.count(f"process {rank} gathers DTensor") == len(FSDP_CASES), stdout
 
 
+@pytest.mark.slow  # several processes (torchrun)
 def test_a_non_finite_loss_on_one_process_stops_every_process(runs):
     root, stdout = runs
     for rank in (0, 1):
@@ -172,11 +177,11 @@ def test_fsdp_refuses_what_it_does_not_support(fsdp2, method, train, match):
     from types import SimpleNamespace
 
     from robust_unlearning.config import build_config
+    from robust_unlearning.distributed import check_fsdp
     from robust_unlearning.errors import UnlearnError
-    from robust_unlearning.loop import _check_fsdp
     from robust_unlearning.method import parse_method
 
     cfg = build_config({"method": method, "train": train})
     with pytest.raises(UnlearnError, match=match):
-        _check_fsdp(SimpleNamespace(is_fsdp2=fsdp2), parse_method(cfg.method), cfg.train)
-    _check_fsdp(SimpleNamespace(is_fsdp2=True), parse_method("npo+sam"), build_config({}).train)
+        check_fsdp(SimpleNamespace(is_fsdp2=fsdp2), parse_method(cfg.method), cfg.train)
+    check_fsdp(SimpleNamespace(is_fsdp2=True), parse_method("npo+sam"), build_config({}).train)

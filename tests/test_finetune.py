@@ -6,16 +6,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import save_model
 
 from robust_unlearning import finetune
 from robust_unlearning.finetune import FinetuneConfig, build_real_world, training_records
 
 
 @pytest.fixture
-def base_dir(tmp_path, trained_tiny, tiny_tokenizer, save_model_dir):
-    return save_model_dir(trained_tiny, tiny_tokenizer, tmp_path / "base")
+def base_dir(tmp_path, trained_tiny, tiny_tokenizer):
+    return save_model(trained_tiny, tiny_tokenizer, tmp_path / "base")
 
 
+@pytest.mark.slow
 def test_full_and_gold_are_trained_on_their_persons_and_cached(tiny_world, base_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("ROBUST_UNLEARNING_CACHE", str(tmp_path / "cache"))
     seen = {}
@@ -47,6 +49,7 @@ def test_full_and_gold_are_trained_on_their_persons_and_cached(tiny_world, base_
     assert other not in str(bundle.full_dir)  # another config, another cache entry
 
 
+@pytest.mark.slow
 def test_finetuning_reaches_the_target_and_stops(tiny_world, tiny_tokenizer, trained_tiny):
     recs = training_records(tiny_world, tiny_world.persons)
     evals = {"retain": tiny_world.retain_eval[:20]}

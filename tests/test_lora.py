@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import transformers as T
+from conftest import save_model
 
 from robust_unlearning.config import build_config
 from robust_unlearning.data.collate import Collator
@@ -201,14 +202,14 @@ def _logits(model, batch):
 
 
 @pytest.mark.parametrize("name", ["lora", "bounded-lora"])
-def test_save_load_round_trip_adapter_and_merged(name, _tiny_model_init, tiny_tokenizer, tiny_world,
+def test_save_load_round_trip_adapter_and_merged(name, tiny_model_init, tiny_tokenizer, tiny_world,
                                                  tmp_path):
     forget, retain = unlearning_data(tiny_world)
-    model = copy.deepcopy(_tiny_model_init)
+    model = copy.deepcopy(tiny_model_init)
     result = unlearn(model, tiny_tokenizer, forget, retain, _cfg(f"graddiff+{name}", steps=3))
     batch = Collator(tiny_tokenizer)(forget[:6])
     expected = _logits(result.model, batch)
-    assert not torch.allclose(expected, _logits(_tiny_model_init, batch), atol=1e-4)  # adapters matter
+    assert not torch.allclose(expected, _logits(tiny_model_init, batch), atol=1e-4)  # adapters matter
 
     result.parameterization.save(result.model, tiny_tokenizer, tmp_path / "adapter", merged=False)
     result.parameterization.save(result.model, tiny_tokenizer, tmp_path / "merged", merged=True)
@@ -219,18 +220,17 @@ def test_save_load_round_trip_adapter_and_merged(name, _tiny_model_init, tiny_to
 
     merged, _ = load_model(tmp_path / "merged")
     torch.testing.assert_close(_logits(merged, batch), expected, atol=1e-4, rtol=1e-4)
-    loaded = load_adapter(copy.deepcopy(_tiny_model_init), tmp_path / "adapter")
+    loaded = load_adapter(copy.deepcopy(tiny_model_init), tmp_path / "adapter")
     torch.testing.assert_close(_logits(loaded, batch), expected, atol=1e-5, rtol=1e-5)
     # export merged into a copy: the trained adapter model still computes the same thing
     torch.testing.assert_close(_logits(result.model, batch), expected)
 
 
 @pytest.mark.parametrize("name", ["lora", "bounded-lora"])
-def test_load_model_takes_an_adapter_directory(name, _tiny_model_init, tiny_tokenizer, tiny_world, tmp_path):
+def test_load_model_takes_an_adapter_directory(name, tiny_model_init, tiny_tokenizer, tiny_world, tmp_path):
     """`unlearn eval/attack --model RUN` work on a run saved with ``save: adapter``: the base named in
     adapter_config.json is loaded and the adapter merged in."""
-    _tiny_model_init.save_pretrained(tmp_path / "base")
-    tiny_tokenizer.save_pretrained(tmp_path / "base")
+    save_model(tiny_model_init, tiny_tokenizer, tmp_path / "base")
     base, tok = load_model(tmp_path / "base")
     forget, retain = unlearning_data(tiny_world)
     result = unlearn(base, tok, forget, retain, _cfg(f"graddiff+{name}", steps=3))

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from robust_unlearning.data.collate import IGNORE, Collator
 from robust_unlearning.objectives.base import OBJECTIVES
 from robust_unlearning.reference import Reference
-from robust_unlearning.strategies.base import STRATEGIES, MicroBatch, StepContext
+from robust_unlearning.strategies.base import STRATEGIES, Losses, MicroBatch, StepContext
 from robust_unlearning.world.benchmark import unlearning_data
 
 
@@ -90,9 +90,8 @@ def test_stableun_update_on_a_toy_loss(rule, opts, sign, conflict):
     w = torch.nn.Parameter(W_PREV.clone() if rule == "hws" else W0.clone())
     ctx = StepContext(
         model=None, params=[w], micro=[MicroBatch(f0, r0)],
-        forget_loss_fn=lambda b: toy_forget(w, b["rows"]),
-        retain_loss_fn=lambda b: toy_retain(w, b["rows"], sign),
-        backward_fn=lambda loss: loss.backward(), next_forget=lambda: f1, next_retain=lambda: r1,
+        losses=Losses(lambda b: toy_forget(w, b["rows"]), lambda b: toy_retain(w, b["rows"], sign),
+                      next_forget=lambda: f1, next_retain=lambda: r1),
         gamma=gamma, lr=lr, step=0)
     strat = STRATEGIES.build("stableun", {"rules": [rule], "T": 1, "M": 1, "lambda_f": lam_f,
                                           "lambda_r": lam_r, **opts})
@@ -147,9 +146,8 @@ def _stableun_step(model, obj, opts, fb, rb, lr, gamma):
     params = list(model.parameters())
     ctx = StepContext(
         model=model, params=params, micro=[MicroBatch(fb[0], rb[0])],
-        forget_loss_fn=lambda b: obj.forget_loss(model, b, None),
-        retain_loss_fn=lambda b: obj.retain_loss(model, b, None),
-        backward_fn=lambda loss: loss.backward(), next_forget=lambda: fb[1], next_retain=lambda: rb[1],
+        losses=Losses(lambda b: obj.forget_loss(model, b, None), lambda b: obj.retain_loss(model, b, None),
+                      next_forget=lambda: fb[1], next_retain=lambda: rb[1]),
         gamma=gamma, lr=lr, step=0)
     strat = STRATEGIES.build("stableun", opts)
     strat.setup(params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import save_model
 from typer.testing import CliRunner
 
 from robust_unlearning import io, placement
@@ -12,8 +13,8 @@ from robust_unlearning.errors import UnlearnError
 
 
 @pytest.fixture
-def saved_tiny(tiny_model, tiny_tokenizer, tmp_path, save_model_dir):
-    return save_model_dir(tiny_model, tiny_tokenizer, tmp_path / "tiny")
+def saved_tiny(tiny_model, tiny_tokenizer, tmp_path):
+    return save_model(tiny_model, tiny_tokenizer, tmp_path / "tiny")
 
 
 def test_load_model_places_and_casts(saved_tiny):

@@ -15,6 +15,8 @@ import subprocess
 import pytest
 from test_report import FIGURES, synthetic_report
 
+pytestmark = pytest.mark.slow  # a real browser
+
 
 def _chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):

@@ -13,11 +13,14 @@ Nothing is pickled: tensors go through safetensors and everything else through J
 round-trip exactly), so loading a checkpoint never runs code. Each checkpoint is written into a
 temporary directory next to its final place and moved there with ``os.replace`` only when
 complete; a run killed while writing leaves at most a stray ``.tmp-*`` directory, never a
-half-written checkpoint. The last ``keep`` checkpoints are kept.
+half-written checkpoint. The last ``keep`` checkpoints are kept. :class:`RunState` writes and
+restores an unlearning run's state; ``unlearn(resume=True)`` continues from the newest checkpoint
+bit-identically, a fresh run clears the directory's old ones.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,6 +28,7 @@ import random
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +183,89 @@ def to_device(obj, device):
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_device(v, device) for v in obj)
     return obj
+
+
+# -- an unlearning run's state ------------------------------------------------------------------------
+
+@dataclass
+class Progress:
+    """Where a run stands: optimizer steps done, the log so far, passes run, seconds spent."""
+
+    step: int = 0
+    log: list | None = None
+    passes: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class RunState:
+    """The live objects a checkpoint of the loop saves and restores (``scaler``: fp16's GradScaler,
+    ``retain_stream`` may be ``None``)."""
+
+    fingerprint: str
+    named: list  # (name, trainable parameter)
+    optimizer: object
+    scheduler: object
+    strategy: object
+    forget_stream: object
+    retain_stream: object
+    scaler: object
+    device: object
+
+    def save(self, directory, progress: Progress, keep: int) -> Path:
+        state = {
+            "fingerprint": self.fingerprint, "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "strategy": self.strategy.state_dict(),
+            "forget_stream": self.forget_stream.state_dict(),
+            "retain_stream": self.retain_stream.state_dict() if self.retain_stream is not None else None,
+            "rng": rng_state(), "log": progress.log, "total_passes": progress.passes,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "seconds": progress.seconds,
+        }
+        return save(directory, progress.step, dict(self.named), state, keep=keep)
+
+    def restore(self, path: Path) -> Progress:
+        """Load the checkpoint at ``path`` into the live objects (it must come from this config)."""
+        step, weights, state = load(path)
+        if state["fingerprint"] != self.fingerprint:
+            raise UnlearnError(f"checkpoint {path} belongs to a run with other settings; resume with the "
+                               "config it was written with, or start afresh without --resume")
+        with torch.no_grad():
+            for n, p in self.named:
+                if n not in weights:
+                    raise UnlearnError(f"checkpoint {path} has no weights for {n}")
+                p.data.copy_(weights[n].to(p.device, p.dtype))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.strategy.load_state_dict(to_device(state["strategy"], self.device))
+        self.forget_stream.load_state_dict(state["forget_stream"])
+        if self.retain_stream is not None:
+            self.retain_stream.load_state_dict(state["retain_stream"])
+        set_rng_state(state["rng"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        return Progress(step, state["log"], state["total_passes"], state["seconds"])
+
+
+def start(directory, resume: bool, saving: bool, is_main: bool, run: RunState) -> Progress:
+    """Resume from the newest checkpoint in ``directory`` (``resume``), or, on a fresh run that
+    saves checkpoints, clear the old ones there (they would be resumed by mistake)."""
+    if directory and resume and (path := latest(directory)) is not None:
+        return run.restore(path)
+    if directory and saving and is_main:
+        clear(directory)
+    return Progress(log=[])
+
+
+@contextlib.contextmanager
+def naming_last_good(directory):
+    """A :class:`~.errors.NonFiniteLossError` raised inside names the newest checkpoint."""
+    from .errors import NonFiniteLossError
+
+    try:
+        yield
+    except NonFiniteLossError as exc:
+        last = latest(directory) if directory else None
+        if last is not None:
+            exc.args = (f"{exc.args[0]}; last good checkpoint: {last}",)
+        raise

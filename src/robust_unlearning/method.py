@@ -42,8 +42,3 @@ def parse_method(text: str) -> Method:
                 f"parameterizations: {', '.join(PARAMETERIZATIONS.names())}"
             )
     return Method(objective, strategy or "plain", param or "full")
-
-
-def all_methods() -> list[str]:
-    return [f"{o}+{s}+{p}" for o in OBJECTIVES.names() for s in STRATEGIES.names()
-            for p in PARAMETERIZATIONS.names()]

@@ -1,14 +1,15 @@
 """Registration by decorator, in the style of lm-eval-harness's task registry.
 
-    OBJECTIVES = Registry("objective")
+    OBJECTIVES = Registry("objective", package="robust_unlearning.objectives")
 
     @OBJECTIVES.register("npo")
     class NPO(Objective): ...
 
     OBJECTIVES.build("npo", {"beta": 0.1})
 
-Components take their options as keyword arguments (dataclass fields); an unknown option or name is
-an :class:`UnlearnError` that lists what is known.
+On first lookup the registry imports every module of ``package``, so a new component is one new
+file there: no list to edit. Components take their options as keyword arguments (dataclass
+fields); an unknown option or name is an :class:`UnlearnError` that lists what is known.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import pkgutil
 from typing import Any, Callable, Generic, TypeVar
 
 from .errors import UnlearnError
@@ -24,12 +26,13 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, modules: tuple[str, ...] = ()):
+    def __init__(self, kind: str, package: str | None = None, modules: tuple[str, ...] = ()):
         self.kind = kind
         self._entries: dict[str, type[T]] = {}
-        # Modules imported on first lookup so that built-in components register themselves
-        # without the package importing every (possibly heavy) module at start-up.
-        self._modules = modules
+        # the package's modules are imported on first lookup, so that built-in components register
+        # themselves without the package importing every (possibly heavy) module at start-up
+        self._package = package
+        self._modules = modules  # or named modules (a package that also holds other code)
         self._loaded = False
 
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
@@ -47,6 +50,11 @@ class Registry(Generic[T]):
             self._loaded = True
             for mod in self._modules:
                 importlib.import_module(mod)
+            if self._package is not None:
+                pkg = importlib.import_module(self._package)
+                for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+                    if not info.name.startswith("_"):
+                        importlib.import_module(f"{self._package}.{info.name}")
 
     def names(self) -> list[str]:
         self._load()

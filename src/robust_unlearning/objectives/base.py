@@ -18,11 +18,7 @@ import torch.nn.functional as F
 from ..data.collate import IGNORE
 from ..registry import Registry
 
-OBJECTIVES: Registry[Objective] = Registry(
-    "objective",
-    modules=tuple(f"robust_unlearning.objectives.{m}" for m in
-                  ("ga", "graddiff", "kl", "npo", "simnpo", "rmu")),
-)
+OBJECTIVES: Registry[Objective] = Registry("objective", package="robust_unlearning.objectives")
 
 
 class Objective:

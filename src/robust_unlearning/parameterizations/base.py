@@ -16,9 +16,7 @@ from ..reference import Reference
 from ..registry import Registry
 
 PARAMETERIZATIONS: Registry[Parameterization] = Registry(
-    "parameterization",
-    modules=tuple(f"robust_unlearning.parameterizations.{m}" for m in ("full", "lora", "bounded_lora")),
-)
+    "parameterization", package="robust_unlearning.parameterizations")
 
 
 class Parameterization:
@@ -46,6 +44,3 @@ class Parameterization:
         """A plain ``PreTrainedModel`` with the training folded in (for evaluation/attacks)."""
         return model
 
-
-def trainable_parameters(model) -> list[torch.nn.Parameter]:
-    return [p for p in model.parameters() if p.requires_grad]

@@ -24,21 +24,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from .base import STRATEGIES, StepContext, Strategy, accumulate_forget, accumulate_retain
 from .gp import inner
 from .perturb import (
     TINY,
     Snapshot,
     add_,
-    count,
     forget_grads,
     perturbed_passes,
     put_back,
     require_exact,
     share_of,
-    sq_norm,
     take_grads,
 )
 
@@ -62,14 +58,14 @@ class CR(Strategy):
         """Add scale·mean_i H_i·d̂ to ``.grad``."""
         for _, gs in forget_grads(ctx, forget, create_graph=True):
             ctx.backward(inner(gs, dhat) * (scale / len(forget)))
-            count(ctx, 1)
+            ctx.count_passes(1)
 
     def compute(self, ctx: StepContext) -> None:
         stash = take_grads(ctx.params)
         forget = [m.forget for m in ctx.micro]
         ctx.stats["forget_loss"] = accumulate_forget(ctx, 1.0, forget)
-        g = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in ctx.params]
-        gnorm = sq_norm(ctx, g) ** 0.5
+        g = [x.detach().clone() for x in ctx.grads()]
+        gnorm = ctx.sq_norm(g) ** 0.5
         # the forward must see θ + hĝ; if the autocast cast loses it, every pass of the step runs in
         # float32 (d compares two gradients: both must come from one precision), phase 1 again
         seen = share_of(ctx, ctx.params, lambda: iter(g), self.h / (gnorm + TINY))
@@ -77,9 +73,8 @@ class CR(Strategy):
             if exact:
                 take_grads(ctx.params)
                 ctx.stats["forget_loss"] = accumulate_forget(ctx, 1.0, forget)
-                g = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
-                     for p in ctx.params]
-                gnorm = sq_norm(ctx, g) ** 0.5
+                g = [x.detach().clone() for x in ctx.grads()]
+                gnorm = ctx.sq_norm(g) ** 0.5
             dnorm = self._phases(ctx, forget, g, gnorm)
         ctx.stats["curvature_penalty"] = dnorm
         ctx.stats["retain_loss"] = accumulate_retain(ctx)
@@ -95,17 +90,17 @@ class CR(Strategy):
                 (_, gs), = forget_grads(ctx, forget, create_graph=True)
                 # g' from autograd.grad is per process: average it (g is global already)
                 d = [x - y for x, y in zip(ctx.average_grads([x.detach() for x in gs]), g, strict=True)]
-                dnorm = sq_norm(ctx, d) ** 0.5
+                dnorm = ctx.sq_norm(d) ** 0.5
                 dhat = [x / (dnorm + TINY) for x in d]
                 ctx.backward(inner(gs, dhat) * self.coef)
-                count(ctx, 1)
+                ctx.count_passes(1)
             else:
                 d = [-x for x in g]
                 for _, gs in forget_grads(ctx, forget, scale=1.0 / n):
                     for acc, x in zip(d, gs, strict=True):
                         acc.add_(x)
                 d = ctx.average_grads(d)  # −g is the same everywhere: the mean averages g' only
-                dnorm = sq_norm(ctx, d) ** 0.5
+                dnorm = ctx.sq_norm(d) ** 0.5
                 dhat = [x / (dnorm + TINY) for x in d]
                 self._hvp(ctx, forget, dhat, self.coef)
         finally:

@@ -23,17 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import STRATEGIES, StepContext, Strategy, accumulate_forget, accumulate_retain
-from .perturb import (
-    TINY,
-    _check_finite,
-    count,
-    double_backward_ready,
-    forget_grads,
-    put_back,
-    sq_norm,
-    take_grads,
-)
+from .base import STRATEGIES, StepContext, Strategy, accumulate_forget, accumulate_retain, dense
+from .perturb import TINY, double_backward_ready, forget_grads, put_back, take_grads
 
 
 def inner(a, b) -> torch.Tensor:
@@ -55,27 +46,26 @@ class GP(Strategy):
         if len(forget) == 1:
             with double_backward_ready():
                 loss = ctx.forget_loss(forget[0])
-            _check_finite(ctx, loss)
+            ctx.check_finite(loss)
             gs = torch.autograd.grad(loss, ctx.params, create_graph=True, allow_unused=True)
-            gs = [g if g is not None else torch.zeros_like(p) for g, p in zip(gs, ctx.params, strict=True)]
-            count(ctx, 1)
+            gs = dense(gs, ctx.params)
+            ctx.count_passes(1)
             # the direction ĝ is the global gradient's (autograd.grad is per process); the backward
             # of ⟨g_local, ĝ⟩ below is then averaged by DDP into H·ĝ of the global batch
             g = ctx.average_grads([x.detach() for x in gs])
-            norm = sq_norm(ctx, g) ** 0.5
+            norm = ctx.sq_norm(g) ** 0.5
             ghat = [x / (norm + TINY) for x in g]
             del g
             ctx.backward(loss + self.coef * inner(gs, ghat))
-            count(ctx, 1)  # the backward ran through the gradient graph too
+            ctx.count_passes(1)  # the backward ran through the gradient graph too
             ctx.stats["forget_loss"] = loss.item()
         else:
             ctx.stats["forget_loss"] = accumulate_forget(ctx, 1.0, forget)
-            norm = sq_norm(ctx, [p.grad for p in ctx.params if p.grad is not None]) ** 0.5
-            ghat = [(p.grad.detach() / (norm + TINY)) if p.grad is not None else torch.zeros_like(p)
-                    for p in ctx.params]
+            norm = ctx.sq_norm([p.grad for p in ctx.params if p.grad is not None]) ** 0.5
+            ghat = [x.detach() / (norm + TINY) for x in ctx.grads()]
             for _, gs in forget_grads(ctx, forget, create_graph=True):
                 ctx.backward(inner(gs, ghat) * (self.coef / len(forget)))
-                count(ctx, 1)
+                ctx.count_passes(1)
         ctx.stats["grad_penalty"] = norm
         ctx.stats["retain_loss"] = accumulate_retain(ctx)
         put_back(ctx.params, stash)

@@ -33,9 +33,9 @@ Rules every strategy here follows (REFERENCES.md §2.1 lists the defects they av
   in every backward pass, so every process holds the global batch's gradient). Squared norms and
   dot products are summed over the local parameters, then through ``ctx.all_reduce_sum`` (the
   identity for replicated gradients, a sum over processes where they are partitioned: DeepSpeed,
-  FSDP2, whose DTensor shards enter the sums through :func:`local`), so that several processes
-  agree on them. Noise comes from generators seeded by (seed, step), never from
-  the global RNG.
+  FSDP2, whose DTensor shards enter the sums through ``local``): ``ctx.sq_norm`` / ``ctx.dot``,
+  so that several processes agree on them. Noise comes from generators seeded by (seed, step),
+  never from the global RNG.
 """
 
 from __future__ import annotations
@@ -46,9 +46,11 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
+from ..distributed import local
 from ..errors import UnlearnError
+from ..precision import EXACT_DTYPES
+from .base import dense
 
-EXACT_DTYPES = (torch.float32, torch.float64)
 TINY = 1e-12  # guard for normalisations
 
 
@@ -81,13 +83,6 @@ class Snapshot:
 
 # -- sharded parameters (FSDP2: DTensor shards) -----------------------------------------------------
 
-def local(t: torch.Tensor) -> torch.Tensor:
-    """This process's part of ``t``: the local shard of a DTensor (FSDP2), else ``t`` itself. Sums
-    over local parts go through ``ctx.all_reduce_sum``, which adds the shards' sums."""
-    to_local = getattr(t, "to_local", None)
-    return to_local() if to_local is not None else t
-
-
 def shard_like(p: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
     """``full`` (the same on every process) laid out like ``p``: its local shard where ``p`` is a
     DTensor, no communication; else ``full`` itself."""
@@ -99,11 +94,6 @@ def shard_like(p: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
 
 
 # -- tensor lists ----------------------------------------------------------------------------------
-
-def grads_of(params: Sequence[torch.nn.Parameter]) -> list[torch.Tensor]:
-    """Current ``.grad`` of each parameter (zeros where there is none)."""
-    return [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-
 
 def take_grads(params: Sequence[torch.nn.Parameter]) -> list[torch.Tensor | None]:
     """Remove and return the current ``.grad`` tensors (``None`` where absent)."""
@@ -134,20 +124,6 @@ def add_to_grads(params: Sequence[torch.nn.Parameter], tensors: Iterable[torch.T
                 p.grad = t.mul(alpha) if alpha != 1.0 else t.clone()
             else:
                 p.grad.add_(t, alpha=alpha)
-
-
-def sq_norm(ctx, tensors: Iterable[torch.Tensor]) -> float:
-    """Global Σ t² (float64, summed over processes)."""
-    part = sum((local(t.detach()).double().pow(2).sum() for t in tensors),
-               torch.zeros((), dtype=torch.float64))
-    return float(ctx.all_reduce_sum(part))
-
-
-def dot(ctx, a: Iterable[torch.Tensor], b: Iterable[torch.Tensor]) -> float:
-    """Global Σ a·b (float64, summed over processes)."""
-    part = sum(((local(x.detach()).double() * local(y.detach()).double()).sum()
-                for x, y in zip(a, b, strict=True)), torch.zeros((), dtype=torch.float64))
-    return float(ctx.all_reduce_sum(part))
 
 
 @torch.no_grad()
@@ -345,11 +321,6 @@ def mean_with_(params: Sequence[torch.nn.Parameter], others: Sequence[Sequence[t
         p.data.copy_(acc.div_(1 + len(others)))
 
 
-def count(ctx, passes: int) -> None:
-    """Count passes run outside ``ctx.backward`` (``torch.autograd.grad`` calls)."""
-    ctx.passes += passes
-
-
 def double_backward_ready():
     """Context for forwards whose gradient graph will be differentiated again: fused attention
     kernels (flash / memory-efficient SDPA) have no double backward, the math kernel has."""
@@ -367,15 +338,9 @@ def forget_grads(ctx, batches: Sequence[dict], scale: float = 1.0, create_graph:
                 loss = ctx.forget_loss(b)
         else:
             loss = ctx.forget_loss(b)
-        _check_finite(ctx, loss)
+        ctx.check_finite(loss)
         gs = torch.autograd.grad(loss * scale, ctx.params, create_graph=create_graph, allow_unused=True,
                                  retain_graph=create_graph)
-        count(ctx, 1)
-        yield loss, [g if g is not None else torch.zeros_like(p) for g, p in zip(gs, ctx.params, strict=True)]
+        ctx.count_passes(1)
+        yield loss, dense(gs, ctx.params)
 
-
-def _check_finite(ctx, loss: torch.Tensor) -> None:
-    if not ctx.all_finite(loss.detach()):
-        from ..errors import NonFiniteLossError
-
-        raise NonFiniteLossError("loss", ctx.step)

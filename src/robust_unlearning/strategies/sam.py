@@ -15,10 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
-from .base import STRATEGIES, StepContext, Strategy, accumulate_forget, accumulate_retain
-from .perturb import TINY, Snapshot, perturb_, perturbed_passes, put_back, require_exact, sq_norm, take_grads
+from .base import STRATEGIES, StepContext, Strategy, accumulate_forget, accumulate_retain, dense
+from .perturb import TINY, Snapshot, perturb_, perturbed_passes, put_back, require_exact, take_grads
 
 
 @STRATEGIES.register("sam")
@@ -26,6 +24,7 @@ from .perturb import TINY, Snapshot, perturb_, perturbed_passes, put_back, requi
 class SAM(Strategy):
     # ``strategy: {preset: paper}``: ρ 0.01, the smoothing paper's WMDP and MUSE recipes
     presets: ClassVar[dict] = {"paper": {"rho": 0.01}}
+    supports_fsdp: ClassVar[bool] = True
     rho: float = 0.01
 
     def __post_init__(self):
@@ -40,12 +39,11 @@ class SAM(Strategy):
         forget = [m.forget for m in ctx.micro]
         ctx.stats["forget_loss"] = accumulate_forget(ctx, 1.0, forget)
         g = [p.grad for p in ctx.params]
-        norm = sq_norm(ctx, [x for x in g if x is not None]) ** 0.5
+        norm = ctx.sq_norm([x for x in g if x is not None]) ** 0.5
         ctx.stats["forget_grad_norm"] = norm
         snap = Snapshot(ctx.params)
         try:
-            direction = [x if x is not None else torch.zeros_like(p)
-                         for x, p in zip(g, ctx.params, strict=True)]
+            direction = dense(g, ctx.params)
             got = perturb_(ctx, ctx.params, direction, self.rho / (norm + TINY))
             held = [direction]  # for the error message only: released before the next pass
             with perturbed_passes(ctx, got, "rho", lambda: (x / (norm + TINY) for x in held[0]), self.rho):

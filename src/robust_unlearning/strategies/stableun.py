@@ -52,12 +52,11 @@ from typing import ClassVar
 import torch
 
 from ..errors import UnlearnError
-from .base import STRATEGIES, StepContext, Strategy, accumulate_forget, accumulate_retain
+from .base import STRATEGIES, StepContext, Strategy, accumulate_forget, accumulate_retain, dense
 from .perturb import (
     TINY,
     Snapshot,
     add_to_grads,
-    dot,
     gaussian_,
     mean_with_,
     noise_draw,
@@ -65,7 +64,6 @@ from .perturb import (
     perturbed_passes,
     put_back,
     require_exact,
-    sq_norm,
     take_grads,
 )
 
@@ -73,13 +71,10 @@ RULES = ("sap", "gpn", "gap", "hws")
 DEFAULT_M = 5
 
 
-def _dense(params, grads) -> list[torch.Tensor]:
-    return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params, strict=True)]
-
-
 @STRATEGIES.register("stableun")
 @dataclass
 class StableUN(Strategy):
+    supports_fsdp: ClassVar[bool] = True
     # ``strategy: {preset: paper}``: the paper's settings (T 2, M 5, ρ = μ = 1e-7, w 5, λ 0.5)
     presets: ClassVar[dict] = {"paper": {"rules": list(RULES), "T": 2, "M": 5, "rho": 1e-7, "mu": 1e-7,
                                          "w": 5, "lambda_f": 0.5, "lambda_r": 0.5}}
@@ -148,7 +143,7 @@ class StableUN(Strategy):
         ctx.stats["retain_loss"] = accumulate_retain(ctx) if self.base_retain else None
         base_r = take_grads(params)
         ctx.stats["forget_loss"] = accumulate_forget(ctx, 1.0, forget)
-        g0 = _dense(params, take_grads(params))
+        g0 = dense(take_grads(params), params)
 
         snap = Snapshot(params)
         lr = ctx.lr
@@ -168,7 +163,7 @@ class StableUN(Strategy):
                 batches = [ctx.next_forget() for _ in range(n)]
                 with self._apply(ctx, rule, batches, i, tau):
                     fb_losses.append(accumulate_forget(ctx, 1.0 / len(rules), batches))
-            g_fb = _dense(params, take_grads(params))
+            g_fb = dense(take_grads(params), params)
             ctx.stats["feedback_forget"] = sum(fb_losses) / len(fb_losses) if fb_losses else None
 
             # 3. remembering feedback at θτ
@@ -184,7 +179,7 @@ class StableUN(Strategy):
                                                "retain data; this objective has none: set strategy.M: 0 "
                                                "(or leave it unset)")
                         fb2.append(accumulate_retain(ctx, 1.0 / m, batches))
-            g_fb2 = _dense(params, take_grads(params))
+            g_fb2 = dense(take_grads(params), params)
             ctx.stats["feedback_retain"] = sum(fb2) / len(fb2) if fb2 else None
         finally:
             snap.restore()
@@ -199,9 +194,9 @@ class StableUN(Strategy):
         base_r.clear()
 
         # 5. one-sided projection, then update g_r + g_f
-        fr = dot(ctx, g_fb, g_fb2)
-        rr = sq_norm(ctx, g_fb2)
-        ff = sq_norm(ctx, g_fb)
+        fr = ctx.dot(g_fb, g_fb2)
+        rr = ctx.sq_norm(g_fb2)
+        ff = ctx.sq_norm(g_fb)
         ctx.stats["cos_fr"] = fr / ((ff * rr) ** 0.5 + TINY)
         coef = fr / max(rr, TINY) if fr < 0 else 0.0
         ctx.stats["projected"] = float(fr < 0)
@@ -219,9 +214,9 @@ class StableUN(Strategy):
             stash = take_grads(params)
             with perturbed_passes(ctx, [], "lr", also=[tau]):
                 accumulate_forget(ctx, 1.0, batches)
-            d = _dense(params, take_grads(params))
+            d = dense(take_grads(params), params)
             put_back(params, stash)
-            norm = sq_norm(ctx, d) ** 0.5
+            norm = ctx.sq_norm(d) ** 0.5
             if rule == "sap":
                 unit, radius, what = 1.0 / (norm + TINY), self.rho, "rho"
             else:
