@@ -48,6 +48,17 @@ class TrainConfig(_Strict):
     checkpoint_dir: str | None = None  # default for `unlearn run`: <output_dir>.checkpoints; a run
     # without --resume clears the checkpoints it finds there
     keep_checkpoints: PositiveInt = 2  # the newest K checkpoints are kept
+    # experiment trackers (trackers.py): none | all | comma-separated tensorboard, wandb, mlflow
+    report_to: str = "none"
+    log_dir: str | None = None  # trackers' directory; default for `unlearn run`: <output_dir>.log
+
+    @field_validator("report_to")
+    @classmethod
+    def _known_trackers(cls, v):
+        from .trackers import parse
+
+        parse(v)  # unknown or missing tracker: one clear error when the config is read
+        return v
 
 
 class DataConfig(_Strict):

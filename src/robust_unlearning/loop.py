@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from . import checkpoint as ckpt
-from . import precision
+from . import precision, trackers
 from .config import RunConfig
 from .data.chat import set_chat_template
 from .data.collate import Collator
@@ -42,7 +42,7 @@ __all__ = ["UnlearnResult", "cpu_only", "train_step", "unlearn"]
 
 # settings a resumed run may change without invalidating its checkpoints
 _RESUMABLE_CHANGES = {"output_dir", "save", "evaluate"}
-_RESUMABLE_TRAIN_CHANGES = {"checkpoint_every", "checkpoint_dir", "keep_checkpoints"}
+_RESUMABLE_TRAIN_CHANGES = {"checkpoint_every", "checkpoint_dir", "keep_checkpoints", "report_to", "log_dir"}
 
 
 @dataclass
@@ -76,8 +76,12 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     method, objective, strategy, param = _components(cfg, forget, retain)
     # split_batches: the scheduler steps once per optimizer step (the Accelerator(split_batches=...)
     # argument itself is ignored by accelerate 1.x; only the DataLoaderConfiguration counts)
+    report_to = trackers.parse(tc.report_to)
+    if report_to and not tc.log_dir:
+        raise UnlearnError("train.report_to needs train.log_dir (unlearn run sets <output_dir>.log)")
     accelerator = Accelerator(mixed_precision=tc.mixed_precision, cpu=cpu_only(),
-                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+                              dataloader_config=DataLoaderConfiguration(split_batches=True),
+                              log_with=report_to or None, project_dir=tc.log_dir if report_to else None)
     dist = collectives_for(accelerator, strategy, method, tc)
     set_seed(tc.seed)
 
@@ -125,7 +129,9 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     # -- the loop ------------------------------------------------------------------------------
     model.train()
     bar = progress(total=steps, initial=start_step, desc=desc or f"unlearn {method.name}")
-    metrics_file = _metrics_file(metrics_path if accelerator.is_main_process else None, log)
+    trackers.start(accelerator, report_to, cfg.model_dump(), desc or method.name)
+    metrics_file = _RunLog(metrics_path if accelerator.is_main_process else None, log,
+                           accelerator if report_to else None)
     start = time.perf_counter()
     with ckpt.naming_last_good(tc.checkpoint_dir), bar, metrics_file:
         for step in range(start_step, steps):
@@ -146,7 +152,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
                                                                or step + 1 == steps):
                 entry["eval"] = _evaluate(evaluate_fn, model, accelerator)
             log.append(entry)
-            metrics_file.write(json.dumps(entry) + "\n")
+            metrics_file.write(entry)
             bar.update(1)
             if "forget_loss" in stats:
                 bar.set_postfix(f=f"{stats['forget_loss']:.3f}")
@@ -246,18 +252,23 @@ def _evaluate(evaluate_fn, model, accelerator) -> dict:
     return out
 
 
-class _MetricsFile:
-    """``metrics.jsonl``: one line per step (the resumed log first); a no-op without a path."""
+class _RunLog:
+    """Each step's entry to ``metrics.jsonl`` (flushed: readable while the run goes; the resumed log
+    first) and, with ``train.report_to``, to the trackers; a no-op without a path or trackers."""
 
-    def __init__(self, path: Path | None, log: list[dict]):
+    def __init__(self, path: Path | None, log: list[dict], accelerator=None):
         self.fh = open(path, "w") if path is not None else None
+        self.accelerator = accelerator
         if self.fh:
             self.fh.writelines(json.dumps(e) + "\n" for e in log)
-
-    def write(self, line: str) -> None:
-        if self.fh:
-            self.fh.write(line)
             self.fh.flush()
+
+    def write(self, entry: dict) -> None:
+        if self.fh:
+            self.fh.write(json.dumps(entry) + "\n")
+            self.fh.flush()
+        if self.accelerator is not None:
+            self.accelerator.log(trackers.scalars(entry), step=entry["step"])
 
     def __enter__(self):
         return self
@@ -265,9 +276,8 @@ class _MetricsFile:
     def __exit__(self, *exc) -> None:
         if self.fh:
             self.fh.close()
-
-
-_metrics_file = _MetricsFile
+        if self.accelerator is not None:
+            self.accelerator.end_training()
 
 
 def _fingerprint_config(cfg: RunConfig) -> dict:

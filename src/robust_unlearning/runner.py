@@ -2,7 +2,11 @@
 
 The output directory is written atomically: model (safetensors, merged or adapter), tokenizer,
 ``config.yaml`` (the resolved config), ``metrics.json`` (run metrics and, on world data, the world
-evaluation) and ``metrics.jsonl`` (one line per step). A failed run leaves nothing behind.
+evaluation) and ``metrics.jsonl`` (one line per step). A failed run leaves no output directory.
+
+The run's log directory, ``<output_dir>.log`` (``train.log_dir``), holds the live ``metrics.jsonl``
+(flushed every step: ``tail -f`` it), the trackers' files (``train.report_to``) and, when a run
+fails, ``error.txt`` beside the log of the steps it made.
 
 Checkpoints (``train.checkpoint_every``) go to ``train.checkpoint_dir``, by default
 ``<output_dir>.checkpoints`` next to the output: outside the atomic output's temporary directory,
@@ -15,6 +19,7 @@ process writes the output directory.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,9 +29,10 @@ from .config import RunConfig, load_config
 from .data.chat import set_chat_template
 from .data.jsonl import read_jsonl
 from .errors import UnlearnError
-from .io import atomic_dir, load_model, write_json_atomic
+from .io import atomic_dir, load_model, write_json_atomic, write_text_atomic
 from .loop import cpu_only, unlearn
 from .method import parse_method
+from .trackers import log_dir_for
 from .world.benchmark import evaluate, unlearning_data
 from .world.generator import TUNING_SEED
 from .world.model import DEFAULT_SPEC, QUICK_SPEC, TINY_SPEC, WorldBundle, WorldSpec, build_world
@@ -92,6 +98,8 @@ def run_config(path: str | Path, overrides: list[str], log=print, resume: bool =
     if cfg.train.checkpoint_every and not cfg.train.checkpoint_dir:
         train = cfg.train.model_copy(update={"checkpoint_dir": str(out.parent / f"{out.name}.checkpoints")})
         cfg = cfg.model_copy(update={"train": train})
+    log_dir = Path(cfg.train.log_dir) if cfg.train.log_dir else log_dir_for(out)
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"log_dir": str(log_dir)})})
     if resume and not cfg.train.checkpoint_dir:
         raise UnlearnError("--resume needs checkpoints: set train.checkpoint_every "
                            "(and optionally train.checkpoint_dir)")
@@ -111,19 +119,32 @@ def run_config(path: str | Path, overrides: list[str], log=print, resume: bool =
     if not PartialState(cpu=cpu_only()).is_main_process:  # other processes train along and write nothing
         unlearn(model, tokenizer, forget, retain, cfg, resume=resume, evaluate_fn=evaluate_fn)
         return out
-    with atomic_dir(out) as tmp:
-        result = unlearn(model, tokenizer, forget, retain, cfg, metrics_path=tmp / "metrics.jsonl",
-                         resume=resume, evaluate_fn=evaluate_fn)
-        metrics = dict(result.metrics)
-        if cfg.save != "none":
-            result.parameterization.save(result.model, tokenizer, tmp, merged=cfg.save == "merged")
-        if bundle is not None and cfg.evaluate:
-            metrics["eval"] = evaluate(result.export(), tokenizer, bundle.world)
-            ev = metrics["eval"]
-            log(f"forget_acc={ev['forget_acc']:.3f} retain_acc={ev['retain_acc']:.3f}")
-        (tmp / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-        write_json_atomic(tmp / "metrics.json", metrics)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    (log_dir / "error.txt").unlink(missing_ok=True)
+    log(f"live log: {log_dir / 'metrics.jsonl'}")
+    try:
+        with atomic_dir(out) as tmp:
+            result = unlearn(model, tokenizer, forget, retain, cfg, metrics_path=log_dir / "metrics.jsonl",
+                             resume=resume, evaluate_fn=evaluate_fn)
+            shutil.copyfile(log_dir / "metrics.jsonl", tmp / "metrics.jsonl")
+            _finish(result, cfg, bundle, tokenizer, tmp, log)
+    except BaseException as e:  # the model directory is all-or-nothing; the log and the error stay
+        write_text_atomic(log_dir / "error.txt", f"{type(e).__name__}: {e}\n")
+        raise
     return out
+
+
+def _finish(result, cfg: RunConfig, bundle, tokenizer, tmp: Path, log) -> None:
+    """Write the model, the resolved config and the run metrics into the output's temporary dir."""
+    metrics = dict(result.metrics)
+    if cfg.save != "none":
+        result.parameterization.save(result.model, tokenizer, tmp, merged=cfg.save == "merged")
+    if bundle is not None and cfg.evaluate:
+        metrics["eval"] = evaluate(result.export(), tokenizer, bundle.world)
+        ev = metrics["eval"]
+        log(f"forget_acc={ev['forget_acc']:.3f} retain_acc={ev['retain_acc']:.3f}")
+    (tmp / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    write_json_atomic(tmp / "metrics.json", metrics)
 
 
 def _evaluator(tokenizer, forget: list[dict], retain: list[dict] | None, bundle, max_records: int = 256):
