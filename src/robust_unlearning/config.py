@@ -51,6 +51,16 @@ class TrainConfig(_Strict):
     # experiment trackers (trackers.py): none | all | comma-separated tensorboard, wandb, mlflow
     report_to: str = "none"
     log_dir: str | None = None  # trackers' directory; default for `unlearn run`: <output_dir>.log
+    keep_best: str | None = None  # METRIC:min|max over the eval_every evaluations (best.py)
+
+    @field_validator("keep_best")
+    @classmethod
+    def _best_spec(cls, v):
+        if v is not None:
+            from .best import parse
+
+            parse(v)
+        return v
 
     @field_validator("report_to")
     @classmethod

@@ -26,6 +26,7 @@ import torch
 
 from . import checkpoint as ckpt
 from . import precision, trackers
+from .best import BestKeeper
 from .config import RunConfig
 from .data.chat import set_chat_template
 from .data.collate import Collator
@@ -77,8 +78,6 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     # split_batches: the scheduler steps once per optimizer step (the Accelerator(split_batches=...)
     # argument itself is ignored by accelerate 1.x; only the DataLoaderConfiguration counts)
     report_to = trackers.parse(tc.report_to)
-    if report_to and not tc.log_dir:
-        raise UnlearnError("train.report_to needs train.log_dir (unlearn run sets <output_dir>.log)")
     accelerator = Accelerator(mixed_precision=tc.mixed_precision, cpu=cpu_only(),
                               dataloader_config=DataLoaderConfiguration(split_batches=True),
                               log_with=report_to or None, project_dir=tc.log_dir if report_to else None)
@@ -125,13 +124,13 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     done = ckpt.start(tc.checkpoint_dir, resume, bool(tc.checkpoint_every), accelerator.is_main_process, run)
     accelerator.wait_for_everyone()  # every process has read it before any writes the next
     start_step, log, elapsed_before = done.step, done.log, done.seconds
+    best = BestKeeper(tc.keep_best, resumed=bool(start_step))
 
     # -- the loop ------------------------------------------------------------------------------
     model.train()
     bar = progress(total=steps, initial=start_step, desc=desc or f"unlearn {method.name}")
-    trackers.start(accelerator, report_to, cfg.model_dump(), desc or method.name)
-    metrics_file = _RunLog(metrics_path if accelerator.is_main_process else None, log,
-                           accelerator if report_to else None)
+    metrics_file = _RunLog(metrics_path if accelerator.is_main_process else None, log, accelerator, report_to,
+                           cfg.model_dump(), desc or method.name)
     start = time.perf_counter()
     with ckpt.naming_last_good(tc.checkpoint_dir), bar, metrics_file:
         for step in range(start_step, steps):
@@ -151,6 +150,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
             if evaluate_fn is not None and tc.eval_every and ((step + 1) % tc.eval_every == 0
                                                                or step + 1 == steps):
                 entry["eval"] = _evaluate(evaluate_fn, model, accelerator)
+                best.update(step + 1, entry["eval"], params)
             log.append(entry)
             metrics_file.write(entry)
             bar.update(1)
@@ -162,13 +162,14 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
                     run.save(tc.checkpoint_dir, done, keep=tc.keep_checkpoints)
                 accelerator.wait_for_everyone()
     strategy.finalize(params)
+    kept = best.restore(params)
     elapsed = elapsed_before + time.perf_counter() - start
     model = accelerator.unwrap_model(model)
     if dist.fsdp:  # the main process gets a plain model (what it writes)
         model = gathered_model(model, plain_cls, accelerator.is_main_process)
     model.eval()
     metrics = _run_metrics(method, tc, steps, elapsed, done.passes, start_step, log, params,
-                           forget_stream, retain_stream, accelerator.num_processes)
+                           forget_stream, retain_stream, accelerator.num_processes, kept)
     return UnlearnResult(model, method, param, metrics, log)
 
 
@@ -193,7 +194,7 @@ def train_step(strategy, make_ctx: Callable[[], StepContext], optimizer, params,
 
 
 def _run_metrics(method, tc, steps, elapsed, passes, start_step, log, params, forget_stream,
-                 retain_stream, processes) -> dict:
+                 retain_stream, processes, best: dict | None = None) -> dict:
     metrics = {
         "method": method.name, "steps": steps, "seconds": round(elapsed, 3),
         "passes_per_step": passes / (steps * tc.grad_accum),
@@ -208,6 +209,8 @@ def _run_metrics(method, tc, steps, elapsed, passes, start_step, log, params, fo
     }
     if start_step:
         metrics["resumed_from_step"] = start_step
+    if best:  # train.keep_best: the saved weights are this evaluated step's
+        metrics["best"] = best
     return metrics
 
 
@@ -223,6 +226,13 @@ def _components(cfg: RunConfig, forget, retain):
         raise UnlearnError(f"objective {method.objective!r} needs retain data, and none was given")
     if cfg.train.checkpoint_every and not cfg.train.checkpoint_dir:
         raise UnlearnError("train.checkpoint_every needs train.checkpoint_dir")
+    if trackers.parse(cfg.train.report_to) and not cfg.train.log_dir:
+        raise UnlearnError("train.report_to needs train.log_dir (unlearn run sets <output_dir>.log)")
+    if cfg.train.keep_best and not cfg.train.eval_every:
+        raise UnlearnError("train.keep_best needs train.eval_every (the evaluations it compares)")
+    if cfg.train.keep_best and method.strategy == "wa":
+        raise UnlearnError("train.keep_best picks one evaluated iterate; the wa strategy averages them: "
+                           "use one or the other")
     return method, objective, strategy, param
 
 
@@ -256,9 +266,11 @@ class _RunLog:
     """Each step's entry to ``metrics.jsonl`` (flushed: readable while the run goes; the resumed log
     first) and, with ``train.report_to``, to the trackers; a no-op without a path or trackers."""
 
-    def __init__(self, path: Path | None, log: list[dict], accelerator=None):
+    def __init__(self, path: Path | None, log: list[dict], accelerator=None, report_to=(), config=None,
+                 run_name: str = "run"):
         self.fh = open(path, "w") if path is not None else None
-        self.accelerator = accelerator
+        self.accelerator = accelerator if report_to else None
+        trackers.start(accelerator, list(report_to), config or {}, run_name)
         if self.fh:
             self.fh.writelines(json.dumps(e) + "\n" for e in log)
             self.fh.flush()
