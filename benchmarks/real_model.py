@@ -68,7 +68,7 @@ PRESETS = {  # persons, attributes (None: all), fine-tune epochs / batch, unlear
     # the relearn pool is larger than the largest budget, so every draw is a real draw
     "gpu": {"persons": 200, "attributes": None, "forget_fraction": 0.15, "relearn_pool": 80,
             "retain_eval": 240, "ft_epochs": 15, "ft_batch": 16, "steps": 60, "budgets": None, "draws": 3},
-    "cpu-reduced": {"persons": 30, "attributes": None, "forget_fraction": 0.2, "relearn_pool": 24,
+    "cpu-reduced": {"persons": 20, "attributes": None, "forget_fraction": 0.2, "relearn_pool": 16,
                     "retain_eval": 48, "ft_epochs": 10, "ft_batch": 8, "steps": 20, "batch_size": 8,
                     "budgets": [[8, 5], [16, 10], [16, 25]], "draws": 2},
     "smoke": {"persons": 10, "attributes": 4, "forget_fraction": 0.2, "relearn_pool": 6, "retain_eval": 8,
