@@ -106,10 +106,13 @@ class Collectives:
         return {**stats, **dict(zip(keys, mean, strict=True))}
 
     def grad_norm(self, params) -> float:
-        """Global ‖.grad‖₂ over ``params`` (float64)."""
+        """Global ‖.grad‖₂ over ``params``: the local norm as clipping computes it (float32, one fused
+        kernel over the gradients: no float64 copy of them every step), squared and summed."""
+        grads = [local(p.grad) for p in params if p.grad is not None]
+        if not grads:
+            return 0.0
         with torch.no_grad():
-            sq = sum((local(p.grad).double().pow(2).sum() for p in params if p.grad is not None),
-                     torch.zeros((), dtype=torch.float64))
+            sq = torch.nn.utils.get_total_norm(grads, 2.0).double().pow(2)
         return float(self.sum(sq.cpu()).sqrt())
 
 
