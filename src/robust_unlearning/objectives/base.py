@@ -21,7 +21,8 @@ from ..registry import Registry
 OBJECTIVES: Registry[Objective] = Registry(
     "objective",
     modules=tuple(f"robust_unlearning.objectives.{m}" for m in
-                  ("ga", "graddiff", "kl", "npo", "simnpo", "rmu")),
+                  ("ga", "graddiff", "kl", "npo", "simnpo", "rmu", "idk", "altpo", "undial", "satimp",
+                   "wga", "ceu")),
 )
 
 
@@ -31,6 +32,7 @@ class Objective:
     name: ClassVar[str]
     needs_reference: ClassVar[bool] = False
     has_retain_loss: ClassVar[bool] = True
+    uses_alternates: ClassVar[bool] = False  # forget batches carry idk_* / alt_* answers (data/collate.py)
 
     def setup(self, model) -> None:
         """Called once with the (unwrapped) model before training."""
