@@ -32,8 +32,8 @@ class CEU(Objective):
 
     def forget_loss(self, model, batch, reference):
         logits, target, mask = shifted(forward(model, batch).logits, batch["labels"])
-        mask = mask
-        removed = logits.scatter(-1, target.unsqueeze(-1), 0.0)
+        mask = mask & (mask.cumsum(1) > self.ignore_first)
+        removed = logits.detach().scatter(-1, target.unsqueeze(-1), float("-inf"))
         q = F.softmax(removed, -1)
         logp = F.log_softmax(logits, -1)
         ce = -(q * torch.where(q > 0, logp, torch.zeros_like(logp))).sum(-1)

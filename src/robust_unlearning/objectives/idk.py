@@ -28,8 +28,8 @@ def dpo_loss(model, reference, win: dict, lose: dict, beta: float) -> torch.Tens
     s_lose, _ = sequence_nll(model, lose)
     r_win, _ = token_nll(reference.logits(win), win["labels"])
     r_lose, _ = token_nll(reference.logits(lose), lose["labels"])
-    margin = (r_lose - s_lose) - (r_win - s_win)
-    return -(1.0 / beta) * F.logsigmoid(beta * margin).mean()
+    margin = (r_win - s_win) - (r_lose - s_lose)
+    return -(2.0 / beta) * F.logsigmoid(beta * margin).mean()
 
 
 @OBJECTIVES.register("idkdpo")
@@ -52,7 +52,7 @@ class IdkNLL(Objective):
     uses_alternates = True
 
     def forget_loss(self, model, batch, reference):
-        return mean_nll(model, batch)
+        return mean_nll(model, answer_batch(batch, "idk", self.name))
 
     def retain_loss(self, model, batch, reference):
         return mean_nll(model, batch)

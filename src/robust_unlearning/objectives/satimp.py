@@ -25,7 +25,7 @@ class SatImp(Objective):
     def forget_loss(self, model, batch, reference):
         ce, mask = token_ce(forward(model, batch).logits, batch["labels"])
         p = (-ce.detach()).exp()
-        weight = p ** self.beta2 * (1 - p) ** self.beta1
+        weight = p ** self.beta1 * (1 - p) ** self.beta2
         return -per_sequence_mean(weight * ce, mask)
 
     def retain_loss(self, model, batch, reference):

@@ -28,7 +28,7 @@ class UNDIAL(Objective):
     def forget_loss(self, model, batch, reference):
         logits, target, mask = shifted(forward(model, batch).logits, batch["labels"])
         ref = reference.logits(batch)[:, :-1].float()
-        adjusted = ref + self.beta * F.one_hot(target, ref.shape[-1]).to(ref.dtype)
+        adjusted = ref - self.beta * F.one_hot(target, ref.shape[-1]).to(ref.dtype)
         q = F.softmax(adjusted, -1)
         ce = -(q * F.log_softmax(logits, -1)).sum(-1)
         return per_sequence_mean(ce, mask)

@@ -23,7 +23,7 @@ class WGA(Objective):
 
     def forget_loss(self, model, batch, reference):
         ce, mask = token_ce(forward(model, batch).logits, batch["labels"])
-        weight = (-ce).exp() ** 1
+        weight = (-ce.detach()).exp() ** self.beta
         return -per_sequence_mean(weight * ce, mask)
 
     def retain_loss(self, model, batch, reference):
