@@ -3,9 +3,9 @@ and open-unlearning's eval JSON as the forget-quality reference: hand-computed v
 formulas recomputed from a forward pass, and behaviour on the trained tiny model.
 
 Mutations seen caught: ES with open-unlearning's no-match 1/n (k stops at n − 1); ES from the first
-hit instead of the last miss; EM over all positions; Min-K%++ without σ (or without μ); ZLib over the
-character length instead of the compressed one; min_k_plus_plus sorting the raw log-probs; gradnorm
-sum instead of mean over tensors; AUC labels swapped; value_by_index read in string order.
+miss instead of the last; Min-K%++ without σ, or without μ; μ a plain mean over the vocabulary;
+ZLib over the character length instead of the compressed one; gradnorm summed instead of averaged
+over tensors; AUC labels swapped; value_by_index read in string order.
 """
 
 from __future__ import annotations
