@@ -242,3 +242,56 @@ def test_collator_pairs_each_question_with_its_refusal_and_alternate(tiny_tokeni
         .startswith("w")
     # text records: no alternates to make
     assert "idk_input_ids" not in Collator(tiny_tokenizer, alternates=True)([{"text": "a b"}])
+
+
+# -- training: the objectives do what they are for -------------------------------------------------------
+
+def _answer_nll(model, tok, records):
+    from robust_unlearning.metrics.scoring import answer_logprobs
+
+    s, n = answer_logprobs(model, tok, [r["question"] for r in records], [r["answer"] for r in records],
+                           add_eos=True)
+    return float(-(s / n).mean())
+
+
+def test_idknll_teaches_the_refusals(trained_tiny, tiny_tokenizer, tiny_world):
+    from robust_unlearning.config import build_config
+    from robust_unlearning.loop import unlearn
+
+    forget, retain = unlearning_data(tiny_world)
+    idk = [{"question": r["question"], "answer": " " + idk_answer(r["question"])} for r in forget]
+    before = _answer_nll(trained_tiny, tiny_tokenizer, idk)
+    cfg = build_config({"method": "idknll", "train": {"steps": 8, "batch_size": 8, "lr": 3e-3}})
+    out = unlearn(trained_tiny, tiny_tokenizer, forget, retain, cfg).export()
+    assert _answer_nll(out, tiny_tokenizer, idk) < before - 0.5
+
+
+def test_altpo_trains_on_generated_alternates(trained_tiny, tiny_tokenizer, tiny_world, recwarn):
+    from robust_unlearning.config import build_config
+    from robust_unlearning.data.alternates import generate_alternates
+    from robust_unlearning.loop import unlearn
+
+    forget, retain = unlearning_data(tiny_world)
+    forget = forget[:6]
+    alts = generate_alternates(trained_tiny, tiny_tokenizer, forget, n=2, max_new_tokens=8, seed=1)
+    assert alts == generate_alternates(trained_tiny, tiny_tokenizer, forget, n=2, max_new_tokens=8, seed=1)
+    for r, a in zip(forget, alts, strict=True):
+        assert len(a["alternate"]) == 2 and all(x.strip() and x.strip() != r["answer"].strip()
+                                                for x in a["alternate"])
+    chosen = [{"question": a["question"], "answer": pick(a)} for a in alts]
+    before_alt = _answer_nll(trained_tiny, tiny_tokenizer, chosen)
+    before_true = _answer_nll(trained_tiny, tiny_tokenizer, forget)
+    cfg = build_config({"method": "altpo", "objective": {"beta": 0.5},
+                        "train": {"steps": 8, "batch_size": 6, "lr": 3e-3}})
+    out = unlearn(trained_tiny, tiny_tokenizer, alts, retain, cfg).export()
+    assert not [w for w in recwarn if "alternate" in str(w.message)]  # the alternates were used
+    # preferred answers became likelier relative to the true ones
+    margin_before = before_true - before_alt
+    margin_after = _answer_nll(out, tiny_tokenizer, forget) - _answer_nll(out, tiny_tokenizer, chosen)
+    assert margin_after > margin_before + 0.5
+
+
+def pick(record):
+    from robust_unlearning.data.idk import pick_alternate
+
+    return pick_alternate(record["question"], record["alternate"])
