@@ -221,3 +221,25 @@ def test_tofu_memorization_and_mia_on_holdout(tmp_path, tiny_model, tiny_tokeniz
     with pytest.raises(UnlearnError, match="reference"):
         build_benchmark("tofu", path=root, options={"mia": ["reference"], "generate": False}).evaluate(
             tiny_model, tiny_tokenizer)
+
+
+def test_muse_memorization_and_mia(tmp_path, tiny_model, tiny_tokenizer):
+    from test_benchmarks_muse import MUSE_SETS, write_muse
+
+    from robust_unlearning.benchmarks import build_benchmark
+
+    root = write_muse(tmp_path / "news")
+    bench = build_benchmark("muse-news", root, options={"memorization": True, "mia": ["zlib", "min_k"]})
+    rep = bench.evaluate(tiny_model, tiny_tokenizer)
+    s = rep["summary"]
+    forget = [{"text": r["text"]} for r in MUSE_SETS[("privleak", "forget")]]
+    hold = [{"text": r["text"]} for r in MUSE_SETS[("privleak", "holdout")]]
+    direct = mia_report(tiny_model, tiny_tokenizer, forget, hold, attacks=["zlib", "min_k"], k=0.4)
+    assert s["mia_zlib_auc"] == pytest.approx(direct["zlib"]["auc"])
+    assert s["mia_min_k_auc"] == pytest.approx(direct["min_k"]["auc"])
+    # Min-K at k = 0.4 against holdout is MUSE's own AUC turned round (1 − MUSE's convention)
+    assert s["mia_min_k_auc"] == pytest.approx(1 - s["mink_auc"])
+    vm = [{"prompt": r["prompt"], "answer": r["gt"]} for r in MUSE_SETS[("verbmem", "forget")]]
+    want = memorization_report(tiny_model, tiny_tokenizer, vm)
+    assert s["forget_exact_memorization"] == pytest.approx(want["exact_memorization"])
+    assert s["forget_extraction_strength"] == pytest.approx(want["extraction_strength"])

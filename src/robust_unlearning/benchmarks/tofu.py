@@ -18,7 +18,7 @@ Every default is TOFU's (docs/conventions.md).
 Report: on every set probability, ROUGE-L recall and truth ratio (:mod:`..metrics.qa`); on the
 forget set the per-question truth ratios and, given the retain-only model (``reference``: a model
 directory, or a reference JSON: the report of that model or TOFU's ``eval_log_forget.json``), the
-forget quality; model utility over the nine utility values. Optional (``benchmarks/tofu_extra.py``):
+forget quality; model utility over the nine utility values. Optional (``benchmarks/extras.py``):
 ``memorization`` (EM, ES on the forget answers) and ``mia`` (membership attacks, forget vs TOFU's
 ``holdout01|05|10``, AUC).
 
@@ -180,7 +180,7 @@ class TOFU(Benchmark):
         summary.update(utility)
         summary["model_utility"] = model_utility(utility)  # nine values; six when generate=False
         if self.memorization or self.mia:
-            from .tofu_extra import memorization_and_mia
+            from .extras import tofu_metrics
 
-            summary.update(memorization_and_mia(self, model, tokenizer, report))
+            summary.update(tofu_metrics(self, model, tokenizer, report))
         return {"summary": summary, "directions": directions(summary), **report}
