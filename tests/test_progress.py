@@ -74,6 +74,12 @@ def test_no_tty_lines_and_quiet_silence(monkeypatch, capsys):
     bar.close()
     err = capsys.readouterr().err
     assert "[progress] relearn: 0/3" in err and "[progress] relearn: 3/3 (100%)" in err
+    monkeypatch.setenv("RANK", "1")  # another process of a launch: silent
+    bar = progress(total=3, desc="relearn")
+    bar.update(3)
+    bar.close()
+    assert capsys.readouterr().err == ""
+    monkeypatch.delenv("RANK")
     monkeypatch.setenv(QUIET_ENV, "1")
     bar = progress(total=3, desc="relearn")
     bar.update(3)

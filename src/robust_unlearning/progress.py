@@ -121,9 +121,15 @@ class LineProgress:
         self.close()
 
 
+def _main_process() -> bool:
+    """Lines come from one process of a multi-process launch (torchrun / accelerate set RANK)."""
+    return os.environ.get("RANK", "0").strip() in ("", "0")
+
+
 def progress(total: int | None = None, desc: str = "", **kw):
-    """A progress bar (terminal), progress lines (no terminal) or nothing (quiet)."""
-    if not quiet() and not progress_enabled():
+    """A progress bar (terminal), progress lines (no terminal) or nothing (quiet, ``disable=True``,
+    or, for lines, a process other than the first of a launch)."""
+    if not quiet() and not progress_enabled() and not kw.get("disable") and _main_process():
         return LineProgress(total=total, desc=desc, initial=kw.get("initial", 0))
     return tqdm(total=total, desc=desc, disable=not progress_enabled(), leave=False,
                 dynamic_ncols=True, **kw)
