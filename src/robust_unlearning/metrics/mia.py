@@ -19,9 +19,9 @@ log p_t = log p_θ(x_t | x_<t):
   Data from Large Language Models"): the same over the normalised scores
   (log p_t − μ_t) / σ_t, μ_t = E_{z~p_θ(·|x_<t)} log p_θ(z | x_<t), σ_t² its variance (clamped at
   1e-6 as open-unlearning).
-- ``gradnorm`` (Duan et al. 2024 / open-unlearning): minus the mean over parameter tensors of the
-  p-norm (p = 2) of the gradient of the item's mean NLL; members sit in flat minima. Computed in eval
-  mode (no dropout), one backward per item, without touching ``.grad``.
+- ``gradnorm`` (as open-unlearning has it; its source cites arXiv 2402.17012): minus the mean over
+  parameter tensors of the p-norm (p = 2) of the gradient of the item's mean NLL; members sit in flat
+  minima. Computed in eval mode (no dropout), one backward per item, without touching ``.grad``.
 """
 
 from __future__ import annotations
