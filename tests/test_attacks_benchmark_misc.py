@@ -20,7 +20,7 @@ def test_cli_quantize_on_tofu_with_gold_and_report(tmp_path, model_dir):  # noqa
     out = tmp_path / "q.json"
     res = CliRunner().invoke(app, ["attack", "quantize", "--model", str(model_dir), "--benchmark", "tofu",
                                    "--data", str(data), "-o", "generate=false", "--bits", "8,2",
-                                   "--granularity", "channel", "--no-torch-int8",
+                                   "--granularity", "channel", "--no-torch-int8", "--backends", "none",
                                    "--gold-model", str(model_dir), "--out", str(out)])
     assert res.exit_code == 0, res.output
     entries = json.loads(out.read_text())["entries"]

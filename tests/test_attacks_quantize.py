@@ -72,12 +72,15 @@ def test_attack_rows_on_a_model(tiny_model, tiny_tokenizer, tiny_world):
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
     rows = quantize_attack(tiny_model, tiny_tokenizer, tiny_world,
                            QuantizeConfig(bits=[8, 2], granularities=["channel"], group_size=16))
-    assert [label(r) for r in rows] == ["fp32", "rtn8-ch", "rtn2-ch", "torch-int8"]
+    assert [label(r) for r in rows] == ["fp32", "rtn8-ch", "rtn2-ch", "torch-int8", "quanto-int4",
+                                        "quanto-int8", "bnb-nf4", "bnb-int8"]  # real kernels: auto
+    for r in rows[4:]:  # each real path ran or says why not
+        assert "skipped" in r or 0 <= r["forget_acc"] <= 1, r
     changes = {label(r): r["weight_change"] for r in rows if "weight_change" in r}
     assert 0 < changes["rtn8-ch"] < changes["rtn2-ch"]
     for r in rows:
         assert "skipped" in r or 0 <= r["forget_acc"] <= 1 and 0 <= r["retain_acc"] <= 1
-    int8 = rows[-1]
+    int8 = rows[3]
     assert "skipped" in int8 or int8["forget_acc"] == pytest.approx(rows[0]["forget_acc"], abs=0.15)
     assert all(torch.equal(v, before[k]) for k, v in tiny_model.state_dict().items())  # input untouched
 
@@ -90,7 +93,7 @@ def test_torch_int8_failure_is_recorded_not_raised(tiny_model, tiny_tokenizer, t
 
     monkeypatch.setattr(q, "torch_int8", broken)
     monkeypatch.setattr(q, "evaluate", lambda *a, **k: {"forget_acc": 0.5, "retain_acc": 0.5})
-    cfg = QuantizeConfig(bits=[8], granularities=["channel"])
+    cfg = QuantizeConfig(bits=[8], granularities=["channel"], backends=[])
     rows = quantize_attack(tiny_model, tiny_tokenizer, tiny_world, cfg)
     assert rows[-1]["skipped"] == "RuntimeError: no quantized engine"
     assert label({"scheme": "rtn", "bits": 4, "granularity": "group", "group_size": 64}) == "rtn4-g64"

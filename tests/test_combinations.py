@@ -1,8 +1,9 @@
 """Every method ``objective+strategy+parameterization`` runs with its defaults and unlearns something.
 
-6 objectives × 7 strategies × 3 parameterizations = 126 combinations, two steps each on the tiny
+13 objectives × 7 strategies × 3 parameterizations = 273 combinations, two steps each on the tiny
 model: the losses stay finite, the extra passes are counted, and the exported model (adapters
-merged) differs from the original.
+merged) differs from the original. The tiny world's forget set is question/answer records, so the
+objectives that train towards another answer (idkdpo, idknll, altpo) get their "I don't know" pairs.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def test_the_registries_find_the_built_in_components():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:altpo. forget records carry no")
 @pytest.mark.parametrize("method", METHODS)
 def test_every_combination_runs_with_defaults(method, tiny_model_init, tiny_tokenizer, tiny_world):
     forget, retain = unlearning_data(tiny_world)
@@ -41,7 +43,7 @@ def test_every_combination_runs_with_defaults(method, tiny_model_init, tiny_toke
     result = unlearn(copy.deepcopy(tiny_model_init), tiny_tokenizer, forget, retain, cfg)
     assert len(result.log) == 2
     assert all(math.isfinite(e["forget_loss"]) for e in result.log)
-    assert result.metrics["passes_per_step"] >= (1 if method.startswith("ga+") else 2)
+    assert result.metrics["passes_per_step"] >= (1 if method.startswith(("ga+", "ceu+")) else 2)
     exported = result.export()
     before = tiny_model_init.state_dict()
     after = exported.state_dict()

@@ -16,7 +16,8 @@ SCRIPT = [3.0, 1.0, 2.0, 5.0]  # the fake metric at steps 1..4
 
 
 def _cfg(steps=4, **train):
-    return build_config({"method": "graddiff", "train": {"steps": steps, "batch_size": 4, "lr": 1e-2, **train}})
+    train = {"steps": steps, "batch_size": 4, "lr": 1e-2, **train}
+    return build_config({"method": "graddiff", "train": train})
 
 
 def _scripted():

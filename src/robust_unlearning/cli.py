@@ -25,6 +25,7 @@ import typer
 
 from .errors import UnlearnError
 from .placement import BatchSizeOption, DeviceOption, DtypeOption, configure
+from .progress import add_quiet_option
 
 
 def is_world(name: str | None) -> bool:
@@ -36,6 +37,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Remove knowledge from a causal LM so that it stays removed.")
 attack_app = typer.Typer(no_args_is_help=True, help="Attacks that try to bring forgotten knowledge back.")
 app.add_typer(attack_app, name="attack")
+add_quiet_option(app)  # unlearn --quiet COMMAND
 
 
 def one_line(exc: BaseException) -> str:

@@ -121,6 +121,8 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
                                         help="Scales per output 'channel' and/or per 'group'."),
         group_size: int = typer.Option(32, help="Weights per scale with --granularity group."),
         torch_int8: bool = typer.Option(True, help="Also real int8 (torch.ao dynamic quantization, CPU)."),
+        backends: str = typer.Option("auto", help="Real low-bit kernels: quanto-int4, quanto-int8 (CPU), "
+                                     "bnb-nf4, bnb-int8 (GPU); auto: those that run here; none."),
         gold: bool = typer.Option(True, help="World: attack the gold model too (the floor)."),
         gold_model: Path | None = typer.Option(
             None, "--gold-model", help="Other benchmarks: the retain-only / retrain model, quantized the "
@@ -135,12 +137,13 @@ def register(app: typer.Typer, attack_app: typer.Typer, fail: Callable[[Exceptio
     ):
         """Round the weights to 8/4 bits and check whether forgotten knowledge comes back."""
         from .attacks.quantize import QuantizeConfig, label, quantize_attack
+        from .attacks.quantize_real import parse_backends
         from .runner import is_world
 
         try:
             configure(device, dtype)
             cfg = _config(QuantizeConfig, bits=_ints(bits, "--bits"), granularities=_names(granularity),
-                          group_size=group_size, torch_int8=torch_int8)
+                          group_size=group_size, torch_int8=torch_int8, backends=parse_backends(backends))
             if not is_world(benchmark):
                 entries = _run_on_benchmark(
                     model, benchmark, data, split, option, gold_model, "benchmark_quantize",

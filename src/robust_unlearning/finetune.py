@@ -35,8 +35,8 @@ import torch
 
 from .data.chat import set_chat_template
 from .data.collate import Collator
-from .eval.target_logp import target_nll
 from .errors import UnlearnError
+from .eval.target_logp import target_nll
 
 CACHE_VERSION = "1"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

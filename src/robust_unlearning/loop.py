@@ -94,7 +94,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
     # -- data, optimizer, schedule ---------------------------------------------------------------
     if cfg.data.chat_template != "auto":  # recorded on the tokenizer: evaluation and attacks follow
         set_chat_template(tokenizer, cfg.data.chat_template)
-    collate = Collator(tokenizer, tc.max_length)
+    collate = Collator(tokenizer, tc.max_length, alternates=objective.uses_alternates)
     shard = {"rank": accelerator.process_index, "world": accelerator.num_processes,
              "device": accelerator.device}
     forget_stream = BatchStream(forget, tc.batch_size, collate, tc.seed, name="forget", **shard)

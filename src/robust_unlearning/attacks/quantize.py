@@ -13,7 +13,10 @@ the forgotten knowledge. Two ways to quantize:
   without extra kernels);
 - *real* int8 through PyTorch: ``torch.ao.quantization.quantize_dynamic`` (CPU, int8 weights,
   dynamic int8 activations). When unavailable (removed in newer PyTorch, or the model is not on
-  CPU) the row records ``skipped`` with the reason instead of failing.
+  CPU) the row records ``skipped`` with the reason instead of failing;
+- *real* low-bit kernels (:mod:`.quantize_real`): optimum-quanto int4 / int8 weight-only (CPU) and
+  bitsandbytes NF4 / LLM.int8() (GPU). ``backends=None`` runs those that can run here and records
+  the others as ``skipped`` with the reason; a named list makes a missing requirement an error.
 
 Each setting is a row ``{scheme, bits, granularity, group_size, forget_acc, retain_acc,
 weight_change}``; run it on the gold model too for the floor.
@@ -41,6 +44,7 @@ class QuantizeConfig:
     group_size: int = 32
     skip: list[str] = field(default_factory=lambda: ["lm_head"])  # module-name suffixes kept in float
     torch_int8: bool = True
+    backends: list[str] | None = None  # real kernels (quantize_real.BACKENDS); None: every available one
 
     def __post_init__(self):
         self.bits = [int(b) for b in self.bits]
@@ -52,6 +56,10 @@ class QuantizeConfig:
                 raise ValueError(f"unknown granularity {g!r}; known: {', '.join(GRANULARITIES)}")
         if self.group_size < 1:
             raise ValueError(f"group size must be positive, not {self.group_size}")
+        if self.backends is not None:
+            from .quantize_real import check_backends
+
+            check_backends(self.backends)
 
 
 def rtn_quantize(weight: torch.Tensor, bits: int, granularity: str = "channel",
@@ -140,7 +148,9 @@ def quantize_attack(model, tokenizer, world: World | None, cfg: QuantizeConfig =
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             row["skipped"] = f"{type(exc).__name__}: {msg}"
         rows.append(row)
-    return rows
+    from .quantize_real import real_rows
+
+    return rows + real_rows(model, cfg.backends, cfg.skip, score)
 
 
 def label(row: dict) -> str:

@@ -55,6 +55,8 @@ class MUSE(Benchmark):
     rouge_stemmer: bool = False  # MUSE scores ROUGE-L without a stemmer
     batch_size: int = 16
     max_length: int = 2048
+    memorization: bool = False  # exact memorization, extraction strength on VerbMem (benchmarks/extras.py)
+    mia: list[str] | None = None  # membership attacks on the privleak texts (metrics/mia.py)
 
     hub = ""
 
@@ -148,6 +150,10 @@ class MUSE(Benchmark):
             summary["retrain_auc"] = ref_auc
             # undefined when the retrain model's AUC is 0 (it ranks every forget text above the holdout texts)
             summary["privleak"] = privleak(auc, ref_auc) if ref_auc > 0 else None
+        if self.memorization or self.mia:
+            from .extras import muse_metrics
+
+            summary.update(muse_metrics(self, model, tokenizer, report, forget, holdout))
         return {"summary": summary, "directions": directions(summary), **report}
 
 

@@ -18,7 +18,9 @@ Every default is TOFU's (docs/conventions.md).
 Report: on every set probability, ROUGE-L recall and truth ratio (:mod:`..metrics.qa`); on the
 forget set the per-question truth ratios and, given the retain-only model (``reference``: a model
 directory, or a reference JSON: the report of that model or TOFU's ``eval_log_forget.json``), the
-forget quality; model utility over the nine utility values.
+forget quality; model utility over the nine utility values. Optional (``benchmarks/extras.py``):
+``memorization`` (EM, ES on the forget answers) and ``mia`` (membership attacks, forget vs TOFU's
+``holdout01|05|10``, AUC).
 
 Prompt: ``template`` formats the question (default ``"Question: {question}\\nAnswer:"``); set it to
 your model's chat format (TOFU's Llama-2 models use ``"[INST] {question} [/INST]"``).
@@ -56,6 +58,8 @@ class TOFU(Benchmark):
     batch_size: int = 32
     generate: bool = True  # ROUGE-L needs greedy answers
     exclude: list[str] | None = None  # forget-evaluation questions (as templated) to leave out
+    memorization: bool = False  # exact memorization and extraction strength on the forget answers
+    mia: list[str] | None = None  # membership attacks (metrics/mia.py), forget vs holdout01|05|10
 
     def __post_init__(self):
         if self.split not in SPLITS:
@@ -175,4 +179,8 @@ class TOFU(Benchmark):
             utility[f"{name}_truth_ratio"] = report[name]["truth_ratio_utility_score"]
         summary.update(utility)
         summary["model_utility"] = model_utility(utility)  # nine values; six when generate=False
+        if self.memorization or self.mia:
+            from .extras import tofu_metrics
+
+            summary.update(tofu_metrics(self, model, tokenizer, report))
         return {"summary": summary, "directions": directions(summary), **report}

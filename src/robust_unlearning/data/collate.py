@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from .chat import answer_ids, prompt_ids
+from .idk import idk_answer, pick_alternate
 
 IGNORE = -100
 
@@ -68,13 +69,31 @@ def pad_id_of(tokenizer) -> int:
 
 
 class Collator:
-    """Callable for a ``DataLoader``: list of records -> padded batch."""
+    """Callable for a ``DataLoader``: list of records -> padded batch.
 
-    def __init__(self, tokenizer, max_length: int = 256):
+    ``alternates=True`` (objectives that train towards another answer: IdkDPO, IdkNLL, AltPO) adds,
+    for a batch of question/answer records, the same questions with an "I don't know" answer
+    (:mod:`.idk`) as ``idk_input_ids`` / ``idk_attention_mask`` / ``idk_labels``, and, when every
+    record carries an ``alternate`` answer (a string or a list), those as ``alt_*``."""
+
+    def __init__(self, tokenizer, max_length: int = 256, alternates: bool = False):
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.pad_id = pad_id_of(tokenizer)
+        self.alternates = alternates
 
     def __call__(self, records: list[dict]) -> dict[str, torch.Tensor]:
-        return pad_batch([encode_record(self.tokenizer, r, self.max_length) for r in records],
-                         self.pad_id)
+        batch = pad_batch([encode_record(self.tokenizer, r, self.max_length) for r in records],
+                          self.pad_id)
+        if self.alternates and all("question" in r for r in records):
+            self._add(batch, "idk", [idk_answer(r["question"]) for r in records], records)
+            if all(r.get("alternate") for r in records):
+                self._add(batch, "alt", [pick_alternate(r["question"], r["alternate"]) for r in records],
+                          records)
+        return batch
+
+    def _add(self, batch: dict, prefix: str, answers: list[str], records: list[dict]) -> None:
+        enc = [encode_record(self.tokenizer, {"question": r["question"], "answer": a}, self.max_length)
+               for r, a in zip(records, answers, strict=True)]
+        for key, value in pad_batch(enc, self.pad_id).items():
+            batch[f"{prefix}_{key}"] = value

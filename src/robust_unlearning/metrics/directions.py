@@ -37,6 +37,10 @@ LABELS: dict[str, str] = {
     "heldout_forget_nll": "higher is better (lower: knowledge came back)",
     "drawn_forget_nll": "higher is better (lower: knowledge came back)",
 }
+LABELS.update({"forget_exact_memorization": LOWER, "forget_extraction_strength": LOWER,  # TOFU extras
+               **{f"mia_{a}_auc": "closer to 0.5 is better (AUC = P(forget item scores more member-like "
+                  "than holdout item))" for a in ("loss", "zlib", "reference", "min_k", "min_k_plus_plus",
+                                                   "gradnorm")}})
 for _set in ("retain", "real_authors", "world_facts"):  # TOFU's utility values
     for _m in ("probability", "rougeL_recall", "truth_ratio"):
         LABELS[f"{_set}_{_m}"] = HIGHER

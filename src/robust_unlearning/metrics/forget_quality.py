@@ -6,8 +6,11 @@ of the unlearned model and that of the retain-only model on the forget split
 
 The retain-only model's truth ratios come from that model directly, or from a saved reference file:
 the JSON that ``unlearn eval --benchmark tofu`` writes (``tofu.forget.truth_ratios``), a JSON with a
-``truth_ratios`` list, a bare JSON list, or TOFU's own ``eval_log_forget.json``
-(``avg_paraphrased_loss`` and ``average_perturb_loss``, turned into ratios with TOFU's geometric mean).
+``truth_ratios`` list, a bare JSON list, TOFU's own ``eval_log_forget.json``
+(``avg_paraphrased_loss`` and ``average_perturb_loss``, turned into ratios with TOFU's geometric mean),
+or open-unlearning's TOFU eval JSON (``TOFU_EVAL.json``, its ``retain_logs_path``):
+``forget_truth_ratio.value_by_index`` maps item index to ``{"score": R}``, R = P(perturbed)/P(paraphrased)
+with the perturbed losses averaged (the geometric mean, as here); read in index order.
 """
 
 from __future__ import annotations
@@ -36,6 +39,17 @@ def _find(obj, path: list[str]):
     return obj
 
 
+def _open_unlearning(path: Path, by_index: dict) -> list:
+    try:
+        keys = sorted(by_index, key=int)
+    except ValueError as exc:
+        raise UnlearnError(f"{path}: forget_truth_ratio.value_by_index keys must be item indices") from exc
+    scores = [by_index[k].get("score") if isinstance(by_index[k], dict) else None for k in keys]
+    if any(s is None for s in scores):
+        raise UnlearnError(f"{path}: forget_truth_ratio.value_by_index entries need a 'score'")
+    return scores
+
+
 def read_reference_truth_ratios(path: str | Path) -> list[float]:
     path = Path(path)
     if not path.is_file():
@@ -52,6 +66,8 @@ def read_reference_truth_ratios(path: str | Path) -> list[float]:
             ratios = _find(obj, where)
             if ratios is not None:
                 break
+        if ratios is None and isinstance(_find(obj, ["forget_truth_ratio", "value_by_index"]), dict):
+            ratios = _open_unlearning(path, obj["forget_truth_ratio"]["value_by_index"])
         if ratios is None and isinstance(obj, dict) and "avg_paraphrased_loss" in obj:
             para = obj["avg_paraphrased_loss"]
             pert = obj.get("average_perturb_loss")
@@ -65,7 +81,8 @@ def read_reference_truth_ratios(path: str | Path) -> list[float]:
                 ratios.append(math.exp(loss - sum(losses) / len(losses)))  # R = P(pert) / P(para)
     if not isinstance(ratios, list) or not ratios:
         raise UnlearnError(f"{path}: no truth ratios found (expected tofu.forget.truth_ratios, "
-                           "truth_ratios, a list, or TOFU's eval_log_forget.json)")
+                           "truth_ratios, a list, TOFU's eval_log_forget.json or open-unlearning's "
+                           "forget_truth_ratio.value_by_index)")
     if not all(isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) for r in ratios):
         raise UnlearnError(f"{path}: truth ratios must be finite numbers")
     return [float(r) for r in ratios]

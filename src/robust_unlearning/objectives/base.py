@@ -27,6 +27,7 @@ class Objective:
     name: ClassVar[str]
     needs_reference: ClassVar[bool] = False
     has_retain_loss: ClassVar[bool] = True
+    uses_alternates: ClassVar[bool] = False  # forget batches carry idk_* / alt_* answers (data/collate.py)
 
     def setup(self, model) -> None:
         """Called once with the (unwrapped) model before training."""
