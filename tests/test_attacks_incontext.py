@@ -7,7 +7,7 @@ import random
 import pytest
 
 from robust_unlearning.attacks.incontext import InContextConfig, context_facts, incontext_attack, with_context
-from robust_unlearning.eval.mcq import mcq_accuracy
+from robust_unlearning.world.mcq import fact_mcq_accuracy
 
 
 def test_context_never_states_the_asked_fact(tiny_world):
@@ -42,7 +42,7 @@ def test_rows_and_zero_facts_is_the_plain_question(tiny_model, tiny_tokenizer, t
                             InContextConfig(facts=[2, 0], sources=["person", "retain"]))
     assert [(r["source"], r["facts"]) for r in rows] == [("person", 0), ("person", 2),
                                                          ("retain", 0), ("retain", 2)]
-    plain = mcq_accuracy(tiny_model, tiny_tokenizer, tiny_world.forget_eval)
+    plain = fact_mcq_accuracy(tiny_model, tiny_tokenizer, tiny_world.forget_eval)
     assert rows[0]["forget_acc"] == pytest.approx(plain) and rows[2]["forget_acc"] == pytest.approx(plain)
 
 

@@ -16,7 +16,7 @@ from robust_unlearning.attacks.jailbreak import (
     mcq_with_prefix,
     prefix_gradient,
 )
-from robust_unlearning.eval.mcq import mcq_accuracy
+from robust_unlearning.world.mcq import fact_mcq_accuracy
 
 
 def test_batched_candidate_losses_match_one_at_a_time(tiny_model, tiny_tokenizer, tiny_world):
@@ -43,7 +43,7 @@ def test_empty_prefix_scores_like_plain_mcq(tiny_model, tiny_tokenizer, tiny_wor
     facts = tiny_world.forget_eval
     empty = torch.zeros(0, dtype=torch.long)
     assert mcq_with_prefix(tiny_model, tiny_tokenizer, facts, empty) == pytest.approx(
-        mcq_accuracy(tiny_model, tiny_tokenizer, facts))
+        fact_mcq_accuracy(tiny_model, tiny_tokenizer, facts))
 
 
 def test_allowed_tokens_exclude_special_tokens(tiny_tokenizer):

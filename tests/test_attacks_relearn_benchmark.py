@@ -11,14 +11,11 @@ from test_benchmarks_tofu import TOFU_SETS, model_dir, write_tofu  # noqa: F401 
 from typer.testing import CliRunner
 
 from robust_unlearning.attacks.relearn import summarize
-from robust_unlearning.attacks.relearn_benchmark import (
-    BenchmarkRelearnConfig,
-    mean_token_nll,
-    relearn_benchmark,
-)
+from robust_unlearning.attacks.relearn_benchmark import BenchmarkRelearnConfig, relearn_benchmark
 from robust_unlearning.benchmarks import build_benchmark
 from robust_unlearning.cli import app
 from robust_unlearning.data.collate import Collator
+from robust_unlearning.metrics.scoring import mean_token_nll
 from robust_unlearning.objectives.base import mean_nll
 
 

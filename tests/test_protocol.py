@@ -13,8 +13,9 @@ from robust_unlearning.errors import UnlearnError
 from robust_unlearning.loop import unlearn
 from robust_unlearning.metrics.knowledge import by_budget, gap_rows, ks_distance, recovery
 from robust_unlearning.runner import is_world, world_spec
-from robust_unlearning.world.benchmark import evaluate, mcq_scores, unlearning_data
+from robust_unlearning.world.benchmark import evaluate, unlearning_data
 from robust_unlearning.world.generator import EVAL_SEEDS, TUNING_SEED, generate_world
+from robust_unlearning.world.mcq import fact_mcq_scores
 
 
 # -- worlds ----------------------------------------------------------------------------------------
@@ -65,11 +66,11 @@ def test_ks_distance_and_recovery_by_hand():
 
 
 def test_mcq_scores_give_the_correct_option_probability(trained_tiny, tiny_tokenizer, tiny_world):
-    from robust_unlearning.eval.mcq import mcq_accuracy
+    from robust_unlearning.world.mcq import fact_mcq_accuracy
 
     facts = tiny_world.forget_eval[:12]
-    acc, probs = mcq_scores(trained_tiny, tiny_tokenizer, facts)
-    assert acc == pytest.approx(mcq_accuracy(trained_tiny, tiny_tokenizer, facts))
+    acc, probs = fact_mcq_scores(trained_tiny, tiny_tokenizer, facts)
+    assert acc == pytest.approx(fact_mcq_accuracy(trained_tiny, tiny_tokenizer, facts))
     assert len(probs) == len(facts) and all(0.0 <= p <= 1.0 for p in probs)
     # an item is answered correctly exactly when its option has the largest probability, > 1/4 then
     assert sum(p > 0.5 for p in probs) <= round(acc * len(facts))

@@ -1,11 +1,11 @@
-"""Target-token log-probs: the head-at-targets path equals the full-logits path (eval/target_logp.py)."""
+"""Target-token log-probs: the head-at-targets path equals the full-logits path (metrics/scoring.py)."""
 
 import torch
 import torch.nn.functional as F
 
 from robust_unlearning.data.collate import IGNORE
-from robust_unlearning.eval import target_logp
-from robust_unlearning.eval.target_logp import target_logprobs
+from robust_unlearning.metrics import scoring as target_logp
+from robust_unlearning.metrics.scoring import target_logprobs
 
 
 def _batch(vocab: int, seed: int = 0):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from robust_unlearning.eval.mcq import mcq_accuracy, sequence_logprobs
+from robust_unlearning.metrics.scoring import answer_logprobs
 from robust_unlearning.world.generator import WorldConfig, generate_world
+from robust_unlearning.world.mcq import fact_mcq_accuracy
 from robust_unlearning.world.model import DEFAULT_SPEC
 
 
@@ -71,9 +72,9 @@ def test_batched_logprobs_match_one_at_a_time(tiny_model, tiny_tokenizer, tiny_w
     items = tiny_world.forget_eval[:6]
     prompts = [f.prompt for f in items]
     conts = [f.answer for f in items]
-    batched, counts = sequence_logprobs(tiny_model, tiny_tokenizer, prompts, conts, batch_size=4)
+    batched, counts = answer_logprobs(tiny_model, tiny_tokenizer, prompts, conts, batch_size=4)
     for i, (p, c) in enumerate(zip(prompts, conts, strict=True)):
-        one, n = sequence_logprobs(tiny_model, tiny_tokenizer, [p], [c])
+        one, n = answer_logprobs(tiny_model, tiny_tokenizer, [p], [c])
         assert torch.allclose(one, batched[i:i + 1], atol=1e-4)
         assert n.item() == counts[i].item()
 
@@ -81,7 +82,7 @@ def test_batched_logprobs_match_one_at_a_time(tiny_model, tiny_tokenizer, tiny_w
 def test_mcq_accuracy_of_random_model_is_near_chance_and_trained_model_learns(
         tiny_model, trained_tiny, tiny_tokenizer, tiny_world):
     facts = tiny_world.forget_facts + tiny_world.retain_eval
-    random_acc = mcq_accuracy(tiny_model, tiny_tokenizer, facts)
-    trained_acc = mcq_accuracy(trained_tiny, tiny_tokenizer, facts)
+    random_acc = fact_mcq_accuracy(tiny_model, tiny_tokenizer, facts)
+    trained_acc = fact_mcq_accuracy(trained_tiny, tiny_tokenizer, facts)
     assert random_acc < 0.45
     assert trained_acc > random_acc + 0.1

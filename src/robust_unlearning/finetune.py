@@ -36,7 +36,7 @@ import torch
 from .data.chat import set_chat_template
 from .data.collate import Collator
 from .errors import UnlearnError
-from .eval.target_logp import target_nll
+from .metrics.scoring import target_nll
 
 CACHE_VERSION = "1"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -87,12 +87,13 @@ def finetune_facts(model, tokenizer, records: list[dict], eval_sets: dict[str, l
     """Fine-tune ``model`` (on its current device, in place) on ``records`` until every MCQ set in
     ``eval_sets`` (items with ``prompt``, ``options``, ``label``) reaches ``cfg.target_acc``.
     Returns ``{"epochs", "steps", "acc", "reached", "seconds"}``."""
-    from .eval.mcq import mcq_accuracy
+    from .metrics.scoring import model_device
     from .progress import progress
+    from .world.mcq import fact_mcq_accuracy
 
     if not records:
         raise UnlearnError("nothing to fine-tune on")
-    device = next(model.parameters()).device
+    device = model_device(model)
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
     collate = Collator(tokenizer, cfg.max_length)
@@ -112,7 +113,8 @@ def finetune_facts(model, tokenizer, records: list[dict], eval_sets: dict[str, l
 
     def score() -> dict:
         with autocast(device, dtype):
-            return {k: mcq_accuracy(model, tokenizer, v, cfg.eval_batch_size) for k, v in eval_sets.items()}
+            return {k: fact_mcq_accuracy(model, tokenizer, v, cfg.eval_batch_size)
+                    for k, v in eval_sets.items()}
 
     for epoch in range(cfg.epochs):
         order = records[:]

@@ -152,7 +152,7 @@ def _evaluator(tokenizer, forget: list[dict], retain: list[dict] | None, bundle,
     mean per-token NLL of (at most ``max_records``) forget and retain records — cheap on any data."""
     if bundle is not None:
         return lambda m: evaluate(m, tokenizer, bundle.world)
-    from .attacks.relearn_benchmark import mean_token_nll
+    from .metrics.scoring import mean_token_nll
 
     f, r = forget[:max_records], (retain or [])[:max_records]
 

@@ -18,8 +18,8 @@ import random
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from ..eval.mcq import mcq_accuracy
 from ..world.generator import Fact, World
+from ..world.mcq import fact_mcq_accuracy
 
 SOURCES = ("person", "relearn", "retain")
 
@@ -77,7 +77,7 @@ def incontext_attack(model, tokenizer, world: World, cfg: InContextConfig = InCo
                 acc = base
             else:
                 items = with_context(world, world.forget_eval, source, n, cfg.seed)
-                acc = mcq_accuracy(model, tokenizer, items)
+                acc = fact_mcq_accuracy(model, tokenizer, items)
                 if n == 0:
                     base = acc
             rows.append({"source": source, "facts": n, "forget_acc": acc})

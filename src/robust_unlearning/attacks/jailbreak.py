@@ -31,7 +31,7 @@ import torch
 
 from ..data.chat import answer_ids, prompt_parts
 from ..data.collate import IGNORE, Encoded, pad_batch, pad_id_of
-from ..eval.mcq import token_logprob_sums
+from ..metrics.scoring import logprob_sums, model_device
 from ..progress import progress
 from ..world.generator import Fact, World
 
@@ -94,19 +94,15 @@ class _Template:
         return out
 
 
-def _device(model):
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def _row_scores(model, batch: dict, batch_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-    device = _device(model)
+    device = model_device(model)
     sums, counts = [], []
     for s in range(0, batch["input_ids"].shape[0], batch_rows):
         ids = batch["input_ids"][s:s + batch_rows].to(device)
         mask = batch["attention_mask"][s:s + batch_rows].to(device)
         logits = model(input_ids=ids, attention_mask=mask).logits
-        a, b = token_logprob_sums(logits, batch["labels"][s:s + batch_rows].to(device))
+        a, b = logprob_sums(logits, batch["labels"][s:s + batch_rows].to(device))
         sums.append(a.float().cpu())
         counts.append(b.float().cpu())
     return torch.cat(sums), torch.cat(counts)
@@ -122,7 +118,7 @@ def candidate_losses(model, template: _Template, prefixes: torch.Tensor,
 def prefix_gradient(model, template: _Template, prefix: torch.Tensor) -> tuple[torch.Tensor, float]:
     """d loss / d one-hot(prefix): shape (prefix_len, vocab)."""
     emb = model.get_input_embeddings()
-    device = _device(model)
+    device = model_device(model)
     batch = template.with_prefixes(prefix.view(1, -1))
     ids = batch["input_ids"].to(device)
     one_hot = torch.zeros(prefix.numel(), emb.weight.shape[0], device=device, dtype=emb.weight.dtype)
@@ -133,7 +129,7 @@ def prefix_gradient(model, template: _Template, prefix: torch.Tensor) -> tuple[t
     a, b = template.start, template.start + template.prefix_len
     embeds = torch.cat([embeds[:, :a], pre, embeds[:, b:]], dim=1)
     logits = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"].to(device)).logits
-    s, n = token_logprob_sums(logits, batch["labels"].to(device))
+    s, n = logprob_sums(logits, batch["labels"].to(device))
     loss = (-(s / n.clamp(min=1))).mean()
     (grad,) = torch.autograd.grad(loss, one_hot)
     return grad.detach().cpu(), loss.item()

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 from ..data.collate import Collator
-from ..eval.target_logp import target_nll
+from ..metrics.scoring import model_device, target_nll
 from ..progress import progress
 from ..world.benchmark import evaluate, qa_records
 from ..world.generator import World
@@ -119,7 +119,7 @@ def relearn_runs(model, tokenizer, cfg: RelearnConfig,
                 rows.append({"samples": k, "steps": 0, "seed": seed, **score(attacked, records)})
             done = 0
             attacked.train()
-            device = next(attacked.parameters()).device
+            device = model_device(attacked)
             for target in [c for c in checkpoints if c > 0]:
                 while done < target:
                     order = rng.sample(records, min(cfg.batch_size, len(records)))

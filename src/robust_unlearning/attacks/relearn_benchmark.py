@@ -24,10 +24,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-import torch
-
-from ..data.collate import Collator
-from ..objectives.base import sequence_nll
+from ..metrics.scoring import mean_token_nll
 from .relearn import RelearnConfig, relearn_runs
 
 
@@ -61,22 +58,6 @@ class BenchmarkRelearnConfig(RelearnConfig):
         if largest >= n_forget:
             raise ValueError(f"relearn budget of {largest} samples leaves no held-out forget record "
                              f"({what} has {n_forget})")
-
-
-@torch.no_grad()
-def mean_token_nll(model, tokenizer, records: list[dict], batch_size: int = 8,
-                   max_length: int = 512) -> float:
-    """Mean over records of the per-token NLL of their targets (the answer of a QA record, the whole
-    text of a text record), batched."""
-    model.eval()
-    collate = Collator(tokenizer, max_length)
-    device = next(model.parameters()).device
-    total = 0.0
-    for i in range(0, len(records), batch_size):
-        batch = {k: v.to(device) for k, v in collate(records[i:i + batch_size]).items()}
-        s, n = sequence_nll(model, batch)
-        total += float((s / n).sum())
-    return total / len(records)
 
 
 def relearn_benchmark(model, tokenizer, forget: list[dict], cfg: BenchmarkRelearnConfig,

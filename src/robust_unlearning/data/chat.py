@@ -79,7 +79,8 @@ def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
 
-def _bos(tokenizer) -> list[int]:
+def bos_ids(tokenizer) -> list[int]:
+    """``[bos]``, or nothing for a tokenizer without one."""
     return [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
 
 
@@ -105,7 +106,7 @@ def prompt_parts(tokenizer, question: str, add_bos: bool = True) -> tuple[list[i
     if uses_chat_template(tokenizer):
         head, tail = chat_frame(tokenizer)
         return _ids(tokenizer, head), _ids(tokenizer, question + tail)
-    return (_bos(tokenizer) if add_bos else []), _ids(tokenizer, question)
+    return (bos_ids(tokenizer) if add_bos else []), _ids(tokenizer, question)
 
 
 def prompt_ids(tokenizer, question: str, add_bos: bool = True) -> list[int]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .chat import answer_ids, prompt_ids
+from .chat import answer_ids, bos_ids, prompt_ids
 from .idk import idk_answer, pick_alternate
 
 IGNORE = -100
@@ -29,7 +29,7 @@ class Encoded:
 
 
 def encode_record(tokenizer, record: dict, max_length: int = 256) -> Encoded:
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    bos = bos_ids(tokenizer)
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     if "text" in record:
         ids = bos + tokenizer(record["text"], add_special_tokens=False)["input_ids"] + eos

@@ -64,7 +64,9 @@ def evaluation_mode(model) -> Iterator[None]:
 
 
 def forget_loss_fn(model, batch: dict) -> Callable[[], torch.Tensor]:
-    device = next(model.parameters()).device
+    from ..metrics.scoring import model_device
+
+    device = model_device(model)
     batch = {k: v.to(device) for k, v in batch.items()}
     return lambda: mean_nll(model, batch)
 

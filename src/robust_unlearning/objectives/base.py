@@ -13,9 +13,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
-from ..data.collate import IGNORE
+from ..metrics.scoring import token_logprobs
 from ..registry import Registry
 
 OBJECTIVES: Registry[Objective] = Registry("objective", package="robust_unlearning.objectives")
@@ -51,12 +50,10 @@ def forward(model, batch: dict, **kw):
 
 
 def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sequence summed NLL of target tokens and the number of target tokens."""
-    logits = logits[:, :-1]
-    target = labels[:, 1:]
-    mask = target != IGNORE
-    nll = F.cross_entropy(logits.float().transpose(1, 2), target.clamp(min=0), reduction="none")
-    return (nll * mask).sum(1), mask.sum(1).clamp(min=1)
+    """Per-sequence summed NLL of target tokens and the number of target tokens (at least 1): the
+    negated log-probs of :func:`~..metrics.scoring.token_logprobs`."""
+    logp, mask = token_logprobs(logits, labels)
+    return -logp.sum(1), mask.sum(1).clamp(min=1)
 
 
 def sequence_nll(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

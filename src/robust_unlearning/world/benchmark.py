@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ..eval.mcq import exact_match, mcq_scores, sequence_logprobs
 from .generator import Fact, World
+from .mcq import exact_match, fact_mcq_scores, text_nll
 
 RETAIN_TRAIN_EVAL = 200
 
@@ -42,12 +42,6 @@ def unlearning_data(world: World, form: Literal["qa", "bio", "both"] = "qa") -> 
     return forget, retain
 
 
-def text_nll(model, tokenizer, texts: list[str]) -> float:
-    """Per-token NLL over ``texts`` (each after BOS), pooled over all tokens."""
-    sums, counts = sequence_logprobs(model, tokenizer, [""] * len(texts), texts)
-    return float(-sums.sum() / counts.sum().clamp(min=1))
-
-
 def retain_train_sample(world: World) -> list[Fact]:
     facts = world.retain_facts
     step = max(1, len(facts) // RETAIN_TRAIN_EVAL)
@@ -58,12 +52,13 @@ def evaluate(model, tokenizer, world: World, generation: bool = False, details: 
              utility: bool = True) -> dict:
     """``utility=False`` leaves out ``utility_nll`` and ``retain_train_acc`` (the relearning attack
     scores every checkpoint and needs only the forget and held-out retain accuracy)."""
-    forget_acc, forget_probs = mcq_scores(model, tokenizer, world.forget_eval)
-    out: dict = {"forget_acc": forget_acc, "retain_acc": mcq_scores(model, tokenizer, world.retain_eval)[0]}
+    forget_acc, forget_probs = fact_mcq_scores(model, tokenizer, world.forget_eval)
+    retain_acc = fact_mcq_scores(model, tokenizer, world.retain_eval)[0]
+    out: dict = {"forget_acc": forget_acc, "retain_acc": retain_acc}
     if utility:
         if world.heldout_persons:
             out["utility_nll"] = text_nll(model, tokenizer, world.heldout_texts)
-        out["retain_train_acc"] = mcq_scores(model, tokenizer, retain_train_sample(world))[0]
+        out["retain_train_acc"] = fact_mcq_scores(model, tokenizer, retain_train_sample(world))[0]
     if details:
         out["forget_probs"] = forget_probs
     if generation:

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 from ..data.collate import Collator
-from ..eval.mcq import mcq_accuracy
 from ..progress import progress
 from .generator import QUICK_WORLD, World, WorldConfig, generate_world
+from .mcq import fact_mcq_accuracy
 
 CACHE_VERSION = "1"
 
@@ -145,7 +145,7 @@ def pretrain(model, tokenizer, records: list[dict], cfg: PretrainConfig, eval_se
             bar.set_postfix(loss=f"{loss.item():.3f}")
         history["epochs"] = epoch + 1
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            accs = {k: mcq_accuracy(model, tokenizer, v) for k, v in eval_sets.items()}
+            accs = {k: fact_mcq_accuracy(model, tokenizer, v) for k, v in eval_sets.items()}
             history["acc"] = accs
             bar.set_postfix(**{k: f"{v:.2f}" for k, v in accs.items()})
             if all(a >= cfg.target_acc for a in accs.values()):
