@@ -111,7 +111,7 @@ def _parse_seeds(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> dict:
     from robust_unlearning.attacks.relearn import RelearnConfig, relearn_attack, summarize
     from robust_unlearning.config import build_config, deep_merge, load_yaml
-    from robust_unlearning.demo import summarize_entries
+    from robust_unlearning.benchmarks.world_demo import summarize_entries
     from robust_unlearning.finetune import FinetuneConfig, autocast, build_real_world
     from robust_unlearning.io import load_model, write_json_atomic, write_text_atomic
     from robust_unlearning.loop import unlearn
@@ -286,7 +286,7 @@ def settings_note(results: dict) -> str:
 
 
 def render(results: dict) -> str:
-    from robust_unlearning.demo import table_rows
+    from robust_unlearning.benchmarks.world_demo import table_rows
 
     head, rows = table_rows(results)
     env, sec, w = results["environment"], results["seconds"], results["world"]

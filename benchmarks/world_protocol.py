@@ -51,7 +51,7 @@ def _train_one(args: tuple[str, str, int]) -> tuple[str, str, float]:
 
     torch.set_num_threads(threads)
     os.environ.setdefault("ROBUST_UNLEARNING_QUIET", "1")
-    from robust_unlearning.runner import world_spec
+    from robust_unlearning.benchmarks.world import world_spec
     from robust_unlearning.world.model import build_world
 
     t = time.perf_counter()
@@ -70,7 +70,7 @@ def _calibrate_one(args: tuple[str, dict, str, int, int]) -> dict:
     from robust_unlearning.io import load_model
     from robust_unlearning.loop import unlearn
     from robust_unlearning.recipes import load_recipe, method_config
-    from robust_unlearning.runner import world_bundle
+    from robust_unlearning.benchmarks.world import world_bundle
     from robust_unlearning.world.benchmark import evaluate, unlearning_data
 
     bundle = world_bundle(world_name)

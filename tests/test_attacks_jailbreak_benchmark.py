@@ -14,14 +14,16 @@ from typer.testing import CliRunner
 
 from robust_unlearning.attacks.jailbreak import JailbreakConfig, gcg_items
 from robust_unlearning.benchmarks import build_benchmark
+from robust_unlearning.benchmarks.forget_file import ForgetFile
 from robust_unlearning.cli import app
 from robust_unlearning.errors import UnlearnError
 from robust_unlearning.report.build import collect
+from robust_unlearning.world.model import WorldBundle
 
 CFG = JailbreakConfig(prefix_len=3, iters=3, topk=4, candidates=8, train_questions=1, eval_every=1)
 
 
-def test_attack_items_of_each_benchmark(tmp_path):
+def test_attack_items_of_each_benchmark(tmp_path, monkeypatch, tiny_world):
     tofu = build_benchmark("tofu", write_tofu(tmp_path / "tofu")).attack_items()
     assert len(tofu) == len(TOFU_SETS["forget10_perturbed"])
     assert tofu[0] == {"prompt": "Question: Where was Basil Mahfouz born?\nAnswer:",
@@ -32,8 +34,18 @@ def test_attack_items_of_each_benchmark(tmp_path):
     assert wmdp[1]["answer"] == " B" and wmdp[1]["prompt"].endswith("D. black\nAnswer:")
     muse = build_benchmark("muse-news", write_muse(tmp_path / "muse")).attack_items()
     assert muse and all(m["prompt"].startswith("Question: ") and m["answer"].startswith(" ") for m in muse)
+    (tmp_path / "own.jsonl").write_text('{"text": "a forgotten text"}\n')
     with pytest.raises(UnlearnError, match="has no forget questions"):
-        build_benchmark("world-quick").attack_items()
+        ForgetFile(tmp_path / "own.jsonl").attack_items()
+    # the world's: its forget-evaluation facts as MCQ items, the same as GCG on the world scores
+    import robust_unlearning.benchmarks.world as world_module
+
+    monkeypatch.setattr(world_module, "world_bundle", lambda name: WorldBundle(None, tiny_world, None, None))
+    world = build_benchmark("world-quick").attack_items()
+    fact = tiny_world.forget_eval[0]
+    assert len(world) == len(tiny_world.forget_eval)
+    assert world[0] == {"prompt": fact.prompt, "answer": fact.answer,
+                        "options": [" " + o for o in fact.options], "label": fact.label}
 
 
 @pytest.mark.slow

@@ -168,20 +168,26 @@ def test_cli_eval_writes_every_metric(tmp_path, model_dir):
 
 
 def test_demo_on_tofu_data(tmp_path, model_dir):
-    from robust_unlearning.benchmarks.demo import run_benchmark_demo
+    from robust_unlearning.attacks.relearn_benchmark import BenchmarkRelearnConfig
+    from robust_unlearning.benchmarks import build_benchmark
     from robust_unlearning.cli import app
+    from robust_unlearning.config import load_yaml
+    from robust_unlearning.demo import run_demo
 
     (tmp_path / "recipe.yaml").write_text("defaults:\n  train: {steps: 1, batch_size: 2, lr: 1.0e-3}\n")
     root = write_tofu(tmp_path / "tofu")
-    res = run_benchmark_demo("tofu", model_dir, ["npo"], [0], tmp_path / "demo", str(root),
-                             options={"generate": False, "limit": 2}, recipe=tmp_path / "recipe.yaml",
-                             log=lambda *_: None)
-    assert [e["method"] for e in res["entries"]] == ["original", "npo"]
-    assert all("model_utility" in e for e in res["entries"])
-    assert res["entries"][0]["forget_probability"] != res["entries"][1]["forget_probability"]  # it unlearned
+    bench = build_benchmark("tofu", str(root), None, {"generate": False, "limit": 2})
+    res = run_demo(bench, ["npo"], [0], tmp_path / "demo", model=model_dir,
+                   recipe=load_yaml(tmp_path / "recipe.yaml"), attack=BenchmarkRelearnConfig(budgets=[(1, 1)],
+                                                                                          seeds=[0]),
+                   log=lambda *_: None)
+    assert [e["method"] for e in res["entries"]] == ["npo"] and res["original"]["method"] == "original"
+    assert all("model_utility" in e for e in [res["original"], *res["entries"]])
+    assert res["original"]["forget_probability"] != res["entries"][0]["forget_probability"]  # it unlearned
     saved = json.loads((tmp_path / "demo" / "results.json").read_text())
-    assert saved["entries"][1]["method"] == "npo"
-    assert "| npo | 0 |" in (tmp_path / "demo" / "report.md").read_text()
+    assert saved["entries"][0]["method"] == "npo" and saved["summary"][0]["method"] == "npo"
+    assert saved["summary"][0]["forget_probability"] == pytest.approx(res["entries"][0]["forget_probability"])
+    assert "| npo | 1 |" in (tmp_path / "demo" / "report.md").read_text()
     bad = CliRunner().invoke(app, ["demo", "--benchmark", "tofu", "--data", str(root)])
     assert bad.exit_code == 2 and "needs --model" in bad.output
 
@@ -198,16 +204,18 @@ def test_demo_on_tofu_attacks_every_method_and_gold(tmp_path, model_dir):
     res = CliRunner().invoke(app, [*base, "--budgets", "1x2", "--draws", "2", "--attacks",
                                    "relearn,quantize,sharpness", "--gold-model", str(model_dir)])
     assert res.exit_code == 0, res.output
-    entries = json.loads((tmp_path / "demo" / "results.json").read_text())["entries"]
-    assert [e["method"] for e in entries] == ["original", "npo", "gold"]
-    for e in entries[1:]:
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    entries = results["entries"]
+    assert [e["method"] for e in entries] == ["gold", "npo"] and results["original"]["method"] == "original"
+    assert [r["method"] for r in results["summary"]] == ["gold", "npo"]
+    for e in entries:
         rows = e["attacks"]["benchmark_relearn"]
         assert [(r["samples"], r["steps"], r["draws"]) for r in rows] == [(1, 0, 2), (1, 2, 2)]
         assert "forget_probability" in rows[1] and "heldout_forget_nll" in rows[1]
         assert e["attacks"]["benchmark_quantize"][0]["scheme"] == "none"
         assert e["diagnostics"]["sharpness"]["loss"] > 0
     md = (tmp_path / "demo" / "report.md").read_text()
-    assert "held-out forget NLL @ 1×2" in md and "| gold |" in md
+    assert "after 1×2: heldout_forget_nll" in md and "| gold | 1 |" in md
     titles = {t.title for t in collect([tmp_path / "demo"]).tables}
     assert {"Relearning on the benchmark", "Quantization attack on the benchmark"} <= titles
     for extra, message in (("incontext", "world only"), ("fgsm", "unknown attack")):

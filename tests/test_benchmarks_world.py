@@ -65,8 +65,8 @@ def test_unlearn_run_on_tofu_data(tmp_path, tiny_model, tiny_tokenizer):
     data = {"benchmark": "tofu", "path": str(root), "split": "forget10"}
     cfg = {"model": str(model_dir), "method": "graddiff", "data": data,
            "train": {"steps": 1, "batch_size": 2}, "output_dir": str(tmp_path / "out"), "save": "none"}
-    forget, retain, bundle = load_data(build_config(cfg))
-    assert len(forget) == 3 and len(retain) == 5 and bundle is None
+    forget, retain, bench = load_data(build_config(cfg))
+    assert len(forget) == 3 and len(retain) == 5 and bench.name == "tofu" and bench.default_model() is None
     (tmp_path / "run.yaml").write_text(json.dumps(cfg))
     out = run_config(tmp_path / "run.yaml", [], log=lambda *_: None)
     assert (out / "metrics.json").is_file()
@@ -78,7 +78,7 @@ def test_cli_eval_world_keeps_mcq_keys_and_adds_shared_metrics(tmp_path, monkeyp
 
     from typer.testing import CliRunner
 
-    import robust_unlearning.runner as runner
+    import robust_unlearning.benchmarks.world as world_module
     from robust_unlearning.cli import app
     from robust_unlearning.world.model import WorldBundle
 
@@ -86,7 +86,8 @@ def test_cli_eval_world_keeps_mcq_keys_and_adds_shared_metrics(tmp_path, monkeyp
     save_model(tiny_model, tiny_tokenizer, model_dir)
     world = copy.copy(tiny_world)
     world.forget_eval, world.retain_eval = tiny_world.forget_eval[:6], tiny_world.retain_eval[:6]
-    monkeypatch.setattr(runner, "world_bundle", lambda name: WorldBundle(None, world, model_dir, model_dir))
+    monkeypatch.setattr(world_module, "world_bundle",
+                        lambda name: WorldBundle(None, world, model_dir, model_dir))
     out = tmp_path / "eval.json"
     res = CliRunner().invoke(app, ["eval", "--model", str(model_dir), "--benchmark", "world-quick",
                                    "-o", "rouge=false", "--out", str(out)])

@@ -115,12 +115,12 @@ def _config(d: Path, **fields) -> Path:
 @pytest.fixture
 def no_world(monkeypatch):
     """Any attempt to build (train) a world model fails the test: bad input must fail before."""
-    import robust_unlearning.runner as runner
+    import robust_unlearning.benchmarks.world as world_module
 
     def boom(*a, **k):
         raise AssertionError("the world was built before the bad input was noticed")
 
-    monkeypatch.setattr(runner, "build_world", boom)
+    monkeypatch.setattr(world_module, "build_world", boom)
 
 
 @SLOW

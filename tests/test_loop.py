@@ -118,7 +118,8 @@ def test_fused_optimizer_is_the_same_update_up_to_rounding(trained_tiny, tiny_to
     assert moved > 1e-3  # the runs did move the weights
 
 
-def test_eval_every_logs_scores_and_leaves_training_unchanged(trained_tiny, tiny_tokenizer, tiny_world):
+def test_eval_every_logs_scores_and_leaves_training_unchanged(trained_tiny, tiny_tokenizer, tiny_world,
+                                                              monkeypatch):
     from robust_unlearning.runner import _evaluator
 
     forget, retain = unlearning_data(tiny_world)
@@ -139,8 +140,12 @@ def test_eval_every_logs_scores_and_leaves_training_unchanged(trained_tiny, tiny
     for a, b in zip(plain.model.parameters(), watched.model.parameters(), strict=True):
         assert torch.equal(a, b)  # scoring does not disturb the run
     # the world evaluator scores MCQ accuracy
-    bundle = type("Bundle", (), {"world": tiny_world})
-    world_scores = _evaluator(tiny_tokenizer, forget, retain, bundle)(trained_tiny)
+    import robust_unlearning.benchmarks.world as world_module
+    from robust_unlearning.benchmarks import build_benchmark
+    from robust_unlearning.world.model import WorldBundle
+
+    monkeypatch.setattr(world_module, "world_bundle", lambda name: WorldBundle(None, tiny_world, None, None))
+    world_scores = _evaluator(tiny_tokenizer, forget, retain, build_benchmark("world-tiny"))(trained_tiny)
     assert set(world_scores) == {"forget_acc", "retain_acc", "utility_nll", "retain_train_acc"}
 
 

@@ -8,11 +8,11 @@ import json
 import pytest
 import yaml
 
+from robust_unlearning.benchmarks.world import is_world, world_spec
 from robust_unlearning.config import build_config
 from robust_unlearning.errors import UnlearnError
 from robust_unlearning.loop import unlearn
 from robust_unlearning.metrics.knowledge import by_budget, gap_rows, ks_distance, recovery
-from robust_unlearning.runner import is_world, world_spec
 from robust_unlearning.world.benchmark import evaluate, unlearning_data
 from robust_unlearning.world.generator import EVAL_SEEDS, TUNING_SEED, generate_world
 from robust_unlearning.world.mcq import fact_mcq_scores

@@ -20,7 +20,6 @@ process writes the output directory.
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -33,54 +32,19 @@ from .io import atomic_dir, load_model, write_json_atomic, write_text_atomic
 from .loop import cpu_only, unlearn
 from .method import parse_method
 from .trackers import log_dir_for
-from .world.benchmark import evaluate, unlearning_data
-from .world.generator import TUNING_SEED
-from .world.model import DEFAULT_SPEC, QUICK_SPEC, TINY_SPEC, WorldBundle, WorldSpec, build_world
-
-WORLDS = {"world": DEFAULT_SPEC, "world-quick": QUICK_SPEC, "world-tiny": TINY_SPEC}
 
 
-def world_spec(name: str) -> WorldSpec:
-    """The world a name stands for: ``world`` / ``world-quick`` (the default evaluation world,
-    seed 1), ``world-tune`` / ``world-quick-tune`` (the tuning world, seed 100), and any of them
-    with ``:seed=N`` (another world: other persons, facts and split)."""
-    base, _, opts = name.partition(":")
-    tune = base.endswith("-tune")
-    base = base[: -len("-tune")] if tune else base
-    if base not in WORLDS:
-        raise UnlearnError(f"unknown benchmark {name!r}; known: {', '.join(WORLDS)}, world-tune, "
-                           "world-quick-tune, or any of them with :seed=N")
-    spec = WORLDS[base]
-    seed = TUNING_SEED if tune else spec.world.seed
-    if opts:
-        key, _, value = opts.partition("=")
-        if key != "seed" or not value.strip().lstrip("-").isdigit():
-            raise UnlearnError(f"bad world options {opts!r} in {name!r}: use {base}:seed=N")
-        seed = int(value)
-    return replace(spec, world=replace(spec.world, seed=seed))
-
-
-def is_world(name: str | None) -> bool:
-    return bool(name) and name.partition(":")[0].removesuffix("-tune") in WORLDS
-
-
-def world_bundle(name: str) -> WorldBundle:
-    return build_world(world_spec(name))
-
-
-def load_data(cfg: RunConfig) -> tuple[list[dict], list[dict] | None, WorldBundle | None]:
+def load_data(cfg: RunConfig) -> tuple[list[dict], list[dict] | None, object | None]:
+    """Forget and retain records, and the benchmark they come from (``None`` for files)."""
     d = cfg.data
     if d.benchmark:
         if d.forget or d.retain:
             raise UnlearnError("give either data.benchmark or data.forget/data.retain, not both")
-        if not is_world(d.benchmark):
-            from .benchmarks import build_benchmark
+        from .benchmarks import build_benchmark
 
-            forget, retain = build_benchmark(d.benchmark, d.path, d.split, d.options).unlearning_data()
-            return forget, retain, None
-        bundle = world_bundle(d.benchmark)
-        forget, retain = unlearning_data(bundle.world)
-        return forget, retain, bundle
+        bench = build_benchmark(d.benchmark, d.path, d.split, d.options)
+        forget, retain = bench.unlearning_data()
+        return forget, retain, bench
     if not d.forget:
         raise UnlearnError("no data: set data.benchmark (world, tofu, muse-news, muse-books, wmdp) "
                            "or data.forget (a JSONL file)")
@@ -103,8 +67,9 @@ def run_config(path: str | Path, overrides: list[str], log=print, resume: bool =
     if resume and not cfg.train.checkpoint_dir:
         raise UnlearnError("--resume needs checkpoints: set train.checkpoint_every "
                            "(and optionally train.checkpoint_dir)")
-    forget, retain, bundle = load_data(cfg)
-    model_name = cfg.model or (str(bundle.full_dir) if bundle else None)
+    forget, retain, bench = load_data(cfg)
+    default = bench.default_model() if bench is not None else None
+    model_name = cfg.model or (str(default) if default is not None else None)
     if model_name is None:
         raise UnlearnError("no model: set 'model' (a hub id or a local directory)")
     model, tokenizer = load_model(model_name, cfg.tokenizer, cfg.trust_remote_code, cfg.dtype)
@@ -115,7 +80,7 @@ def run_config(path: str | Path, overrides: list[str], log=print, resume: bool =
         found = latest(cfg.train.checkpoint_dir)
         log(f"resuming from {found}" if found else
             f"no checkpoint in {cfg.train.checkpoint_dir}; starting from step 0")
-    evaluate_fn = _evaluator(tokenizer, forget, retain, bundle) if cfg.train.eval_every else None
+    evaluate_fn = _evaluator(tokenizer, forget, retain, bench) if cfg.train.eval_every else None
     if not PartialState(cpu=cpu_only()).is_main_process:  # other processes train along and write nothing
         unlearn(model, tokenizer, forget, retain, cfg, resume=resume, evaluate_fn=evaluate_fn)
         return out
@@ -127,31 +92,32 @@ def run_config(path: str | Path, overrides: list[str], log=print, resume: bool =
             result = unlearn(model, tokenizer, forget, retain, cfg, metrics_path=log_dir / "metrics.jsonl",
                              resume=resume, evaluate_fn=evaluate_fn)
             shutil.copyfile(log_dir / "metrics.jsonl", tmp / "metrics.jsonl")
-            _finish(result, cfg, bundle, tokenizer, tmp, log)
+            _finish(result, cfg, bench, tokenizer, tmp, log)
     except BaseException as e:  # the model directory is all-or-nothing; the log and the error stay
         write_text_atomic(log_dir / "error.txt", f"{type(e).__name__}: {e}\n")
         raise
     return out
 
 
-def _finish(result, cfg: RunConfig, bundle, tokenizer, tmp: Path, log) -> None:
+def _finish(result, cfg: RunConfig, bench, tokenizer, tmp: Path, log) -> None:
     """Write the model, the resolved config and the run metrics into the output's temporary dir."""
     metrics = dict(result.metrics)
     if cfg.save != "none":
         result.parameterization.save(result.model, tokenizer, tmp, merged=cfg.save == "merged")
-    if bundle is not None and cfg.evaluate:
-        metrics["eval"] = evaluate(result.export(), tokenizer, bundle.world)
-        ev = metrics["eval"]
-        log(f"forget_acc={ev['forget_acc']:.3f} retain_acc={ev['retain_acc']:.3f}")
+    ev = bench.entry_scores(result.export(), tokenizer) if bench is not None and cfg.evaluate else {}
+    if ev:  # the world's MCQ evaluation; a standard benchmark is scored by `unlearn eval`
+        metrics["eval"] = ev
+        log(" ".join(f"{k}={ev[k]:.3f}" for k in bench.LINE_KEYS or ev))
     (tmp / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     write_json_atomic(tmp / "metrics.json", metrics)
 
 
-def _evaluator(tokenizer, forget: list[dict], retain: list[dict] | None, bundle, max_records: int = 256):
-    """What ``train.eval_every`` scores: on the world, forget and retain MCQ accuracy; otherwise the
-    mean per-token NLL of (at most ``max_records``) forget and retain records — cheap on any data."""
-    if bundle is not None:
-        return lambda m: evaluate(m, tokenizer, bundle.world)
+def _evaluator(tokenizer, forget: list[dict], retain: list[dict] | None, bench, max_records: int = 256):
+    """What ``train.eval_every`` scores: a benchmark's :meth:`entry_scores` where it has them (the
+    world's forget and retain MCQ accuracy); otherwise the mean per-token NLL of (at most
+    ``max_records``) forget and retain records — cheap on any data."""
+    if bench is not None and bench.HAS_ENTRY_SCORES:
+        return lambda m: bench.entry_scores(m, tokenizer)
     from .metrics.scoring import mean_token_nll
 
     f, r = forget[:max_records], (retain or [])[:max_records]

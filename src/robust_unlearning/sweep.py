@@ -98,8 +98,8 @@ _WORLDS: dict = {}
 
 def _world(name: str, device: str | None):
     if name not in _WORLDS:
+        from .benchmarks.world import world_bundle
         from .io import load_model
-        from .runner import world_bundle
         from .world.benchmark import evaluate, unlearning_data
 
         bundle = world_bundle(name)

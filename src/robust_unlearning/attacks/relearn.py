@@ -31,12 +31,14 @@ from ..world.generator import World
 
 
 @dataclass
-class RelearnConfig:
+class RelearnSettings:
+    """What every relearning attack has: budgets (samples, steps), AdamW lr and batch, the draws
+    (``seeds``), and full fine-tuning or LoRA adapters."""
+
     budgets: list[tuple[int, int]] = field(default_factory=lambda: [(20, 5), (20, 10), (40, 10)])
     lr: float = 1e-3
     batch_size: int = 8
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    form: str = "qa"  # "qa": relearn on QA pairs; "bio": on the forget persons' biographies
     lora_rank: int = 0  # > 0: relearn through LoRA adapters of this rank instead of all weights
     lora_alpha: float | None = None  # default 2 * rank
 
@@ -47,6 +49,13 @@ class RelearnConfig:
         for k, s in self.budgets:
             if k <= 0 or s < 0:
                 raise ValueError(f"bad relearn budget ({k}, {s})")
+
+
+@dataclass
+class RelearnConfig(RelearnSettings):
+    """The world's relearning attack: on the relearn pool's QA pairs or their biography sentences."""
+
+    form: str = "qa"  # "qa": relearn on QA pairs; "bio": on the forget persons' biographies
 
 
 def _relearn_records(world: World, k: int, rng: random.Random, form: str) -> list[dict]:
@@ -61,7 +70,7 @@ def _relearn_records(world: World, k: int, rng: random.Random, form: str) -> lis
     raise ValueError(f"unknown relearn form {form!r}; known: qa, bio")
 
 
-def _attacker(model, cfg: RelearnConfig):
+def _attacker(model, cfg: RelearnSettings):
     """A trainable copy of the model: every weight, or LoRA adapters on every linear layer."""
     attacked = copy.deepcopy(model)
     if cfg.lora_rank <= 0:
@@ -92,7 +101,7 @@ def relearn_attack(model, tokenizer, world: World, cfg: RelearnConfig = RelearnC
                         lambda m, drawn: evaluate(m, tokenizer, world, details=True, utility=False), desc)
 
 
-def relearn_runs(model, tokenizer, cfg: RelearnConfig,
+def relearn_runs(model, tokenizer, cfg: RelearnSettings,
                  draw: Callable[[int, int], tuple[list[dict], random.Random]],
                  score: Callable[[object, list[dict]], dict], desc: str = "relearn",
                  max_length: int = 256) -> list[dict]:

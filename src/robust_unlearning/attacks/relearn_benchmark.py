@@ -25,11 +25,11 @@ import random
 from dataclasses import dataclass, field
 
 from ..metrics.scoring import mean_token_nll
-from .relearn import RelearnConfig, relearn_runs
+from .relearn import RelearnSettings, relearn_runs
 
 
 @dataclass
-class BenchmarkRelearnConfig(RelearnConfig):
+class BenchmarkRelearnConfig(RelearnSettings):
     budgets: list[tuple[int, int]] = field(default_factory=lambda: [(20, 10), (20, 30), (40, 30)])
     lr: float = 1e-5
     batch_size: int = 4
@@ -41,9 +41,6 @@ class BenchmarkRelearnConfig(RelearnConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.form != "qa":
-            raise ValueError("form applies to the world only (its two surface forms); a benchmark "
-                             "relearns on its own forget records")
         if self.heldout_max < 1:
             raise ValueError(f"heldout_max must be at least 1, not {self.heldout_max}")
         # step 0 of every sample count, the unattacked model on that draw's held-out records: where

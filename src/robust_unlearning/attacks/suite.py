@@ -1,8 +1,8 @@
 """The cheap attacks and diagnostics, by name, for ``unlearn demo --attacks …``.
 
-``run_extras(model, tok, world, ["quantize", "sharpness"])`` returns ``(attacks, diagnostics)``:
+``run_extras(model, tok, bench, ["quantize", "sharpness"])`` returns ``(attacks, diagnostics)``:
 dicts keyed by name, stored per results entry under ``attacks.<name>`` and ``diagnostics.<name>``
-(the relearning attack is run by the demo itself). ``quick`` picks smaller settings.
+(the relearning attack is run by the demo itself), on any benchmark, the world included.
 """
 
 from __future__ import annotations
@@ -21,64 +21,38 @@ def parse_extras(text: str | None) -> list[str]:
     return [n for n in dict.fromkeys(names) if n != "relearn"]
 
 
-def run_extras(model, tokenizer, world, names: list[str], quick: bool = False) -> tuple[dict, dict]:
+def run_extras(model, tokenizer, bench, names: list[str]) -> tuple[dict, dict]:
+    """The extras on ``bench`` (a :class:`~..benchmarks.Benchmark`, the world included): quantization
+    scored by the benchmark's attack scores (stored under its ``QUANTIZE_KEY``), GCG on its forget
+    questions, the in-context attack where it has persons, the diagnostics on its forget target;
+    smaller settings where ``bench.quick``."""
     attacks: dict = {}
     diagnostics: dict = {}
     for name in names:
         if name == "quantize":
             from .quantize import QuantizeConfig, quantize_attack
 
-            attacks[name] = quantize_attack(model, tokenizer, world, QuantizeConfig())
-        elif name == "jailbreak":
-            from .jailbreak import JailbreakConfig, gcg_attack
-
-            cfg = JailbreakConfig(iters=10, candidates=32, train_questions=8) if quick else JailbreakConfig()
-            attacks[name] = gcg_attack(model, tokenizer, world, cfg)
-        elif name == "incontext":
-            from .incontext import InContextConfig, incontext_attack
-
-            attacks[name] = incontext_attack(model, tokenizer, world, InContextConfig())
-        elif name == "sharpness":
-            from ..diagnostics.sharpness import SharpnessConfig, sharpness
-
-            diagnostics[name] = sharpness(model, tokenizer, world, SharpnessConfig())
-        elif name == "landscape":
-            from ..diagnostics.landscape import LandscapeConfig, landscape
-
-            cfg = LandscapeConfig(points_1d=11, points_2d=7) if quick else LandscapeConfig()
-            diagnostics[name] = landscape(model, tokenizer, world, cfg)
-        else:
-            raise ValueError(f"unknown attack or diagnostic {name!r}; known: {', '.join(EXTRAS)}")
-    return attacks, diagnostics
-
-
-def run_benchmark_extras(model, tokenizer, bench, names: list[str]) -> tuple[dict, dict]:
-    """The same on a standard benchmark (TOFU, MUSE, WMDP): quantization scored by the benchmark's
-    summary metrics (stored as ``benchmark_quantize``), GCG on its forget questions, and the
-    diagnostics on its forget records. The in-context attack needs the world's persons."""
-    attacks: dict = {}
-    diagnostics: dict = {}
-    for name in names:
-        if name == "quantize":
-            from .quantize import QuantizeConfig, quantize_attack
-
-            attacks["benchmark_quantize"] = quantize_attack(
-                model, tokenizer, None, QuantizeConfig(), score=lambda m: bench.scores(m, tokenizer))
+            attacks[bench.QUANTIZE_KEY] = quantize_attack(
+                model, tokenizer, None, QuantizeConfig(), score=lambda m: bench.attack_scores(m, tokenizer))
         elif name == "jailbreak":
             from .jailbreak import JailbreakConfig, gcg_items
 
-            attacks[name] = gcg_items(model, tokenizer, bench.attack_items(), JailbreakConfig())
-        elif name in DIAGNOSTICS:
-            forget = bench.unlearning_data()[0]
-            if name == "sharpness":
-                from ..diagnostics.sharpness import SharpnessConfig, sharpness
+            quick = JailbreakConfig(iters=10, candidates=32, train_questions=8)
+            cfg = quick if bench.quick else JailbreakConfig()
+            attacks[name] = gcg_items(model, tokenizer, bench.attack_items(), cfg)
+        elif name == "incontext":
+            from .incontext import InContextConfig, incontext_attack
 
-                diagnostics[name] = sharpness(model, tokenizer, forget, SharpnessConfig())
-            else:
-                from ..diagnostics.landscape import LandscapeConfig, landscape
+            attacks[name] = incontext_attack(model, tokenizer, bench.incontext_world(), InContextConfig())
+        elif name == "sharpness":
+            from ..diagnostics.sharpness import SharpnessConfig, sharpness
 
-                diagnostics[name] = landscape(model, tokenizer, forget, LandscapeConfig())
+            diagnostics[name] = sharpness(model, tokenizer, bench.forget_target(), SharpnessConfig())
+        elif name == "landscape":
+            from ..diagnostics.landscape import LandscapeConfig, landscape
+
+            cfg = LandscapeConfig(points_1d=11, points_2d=7) if bench.quick else LandscapeConfig()
+            diagnostics[name] = landscape(model, tokenizer, bench.forget_target(), cfg)
         else:
-            raise ValueError(f"{name!r} runs on the world only; on a benchmark: relearn, quantize, "
-                             "jailbreak, sharpness, landscape")
+            raise ValueError(f"unknown attack or diagnostic {name!r}; known: {', '.join(EXTRAS)}")
     return attacks, diagnostics

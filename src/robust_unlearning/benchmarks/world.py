@@ -1,7 +1,18 @@
-"""The embedded world scored through the shared metric code, so one report format covers the world
-and the standard benchmarks (REFERENCES.md §4 definitions, as for TOFU).
+"""The embedded world as a :class:`~robust_unlearning.benchmarks.Benchmark`: every command, attack and
+the demo reach it through the same interface as TOFU, MUSE and WMDP. Its names and what differs
+from a standard benchmark live here, and only here:
 
-For every world fact (``prompt``, ``answer``, ``options``, ``label``):
+- names: ``world`` / ``world-quick`` (the default evaluation world, seed 1), ``world-tiny`` (seconds to
+  build, for tests), ``world-tune`` / ``world-quick-tune`` (the tuning world, seed 100), each with
+  ``:seed=N`` (another world: other persons, facts and split);
+- it brings its own models: the full model (what a demo unlearns) and the gold model (the floor);
+- attack results carry the world's MCQ evaluation; the relearning attack draws from the relearn
+  pool (QA or biography form) and is scored by MCQ accuracy; the in-context attack needs its persons;
+- ``-quick`` worlds run the demo's extra attacks with smaller settings.
+
+Its report is scored through the shared metric code, so one report format covers the world and the
+standard benchmarks (REFERENCES.md §4 definitions, as for TOFU). For every world fact (``prompt``,
+``answer``, ``options``, ``label``):
 
 - probability ``P(answer|prompt)^{1/|a|}`` and ROUGE-L recall of the greedy answer;
 - truth ratio: the *paraphrased* answer is the fact's biography sentence ("X was born in Veloria."),
@@ -15,13 +26,44 @@ is the harmonic mean of the retain set's probability, ROUGE-L and truth-ratio sc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from ..errors import UnlearnError
 from ..metrics.forget_quality import forget_quality
 from ..metrics.model_utility import model_utility
 from ..metrics.qa import QAItem, score_qa
-from ..world.generator import SENTENCES, Fact, World
+from ..world.generator import SENTENCES, TUNING_SEED, Fact, World
+from ..world.model import DEFAULT_SPEC, QUICK_SPEC, TINY_SPEC, WorldBundle, WorldSpec, build_world
 from . import BENCHMARKS, Benchmark
+
+WORLDS = {"world": DEFAULT_SPEC, "world-quick": QUICK_SPEC, "world-tiny": TINY_SPEC}
+NAMES = f"{', '.join(WORLDS)}, world-tune, world-quick-tune, or any of them with :seed=N"
+
+
+def world_spec(name: str) -> WorldSpec:
+    """The world a name stands for (see the module docstring)."""
+    base, _, opts = name.partition(":")
+    tune = base.endswith("-tune")
+    base = base[: -len("-tune")] if tune else base
+    if base not in WORLDS:
+        raise UnlearnError(f"unknown benchmark {name!r}; known: {NAMES}")
+    spec = WORLDS[base]
+    seed = TUNING_SEED if tune else spec.world.seed
+    if opts:
+        key, _, value = opts.partition("=")
+        if key != "seed" or not value.strip().lstrip("-").isdigit():
+            raise UnlearnError(f"bad world options {opts!r} in {name!r}: use {base}:seed=N")
+        seed = int(value)
+    return replace(spec, world=replace(spec.world, seed=seed))
+
+
+def is_world(name: str | None) -> bool:
+    return bool(name) and name.partition(":")[0].removesuffix("-tune") in WORLDS
+
+
+def world_bundle(name: str) -> WorldBundle:
+    """The world ``name`` with its full and gold models (generated and trained once, then cached)."""
+    return build_world(world_spec(name))
 
 
 def fact_item(fact: Fact) -> QAItem:
@@ -58,24 +100,35 @@ def world_report(model, tokenizer, world: World, reference_model=None, generate:
     return {"summary": summary, **report}
 
 
+@BENCHMARKS.register("world")
 @dataclass
-class _WorldBenchmark(Benchmark):
+class WorldBenchmark(Benchmark):
     generation: bool = False  # also greedy exact match (world.benchmark)
     rouge: bool = True  # greedy answers for ROUGE-L
     against_gold: bool = True  # forget quality against the world's gold (retain-only) model
     batch_size: int = 64
 
-    spec_name = "world"
+    # ``name``: any world name of the module docstring (set by :func:`world_benchmark`)
+    RELEARN_KEY = "relearn"
+    QUANTIZE_KEY = "quantize"
+    HAS_PERSONS = True
+    HAS_ENTRY_SCORES = True
+    LINE_KEYS = ("forget_acc", "retain_acc")
 
-    def bundle(self):
-        from ..runner import world_bundle
+    @property
+    def quick(self) -> bool:
+        return self.name.startswith("world-quick")
 
-        return world_bundle(self.spec_name)
+    def bundle(self) -> WorldBundle:
+        return self._cached("bundle", lambda: world_bundle(self.name))
+
+    def world(self) -> World:
+        return self.bundle().world
 
     def unlearning_data(self) -> tuple[list[dict], list[dict]]:
         from ..world.benchmark import unlearning_data
 
-        return unlearning_data(self.bundle().world)
+        return unlearning_data(self.world())
 
     def evaluate(self, model, tokenizer) -> dict:
         bundle = self.bundle()
@@ -87,14 +140,131 @@ class _WorldBenchmark(Benchmark):
         return world_report(model, tokenizer, bundle.world, ref, generate=self.rouge, exact=self.generation,
                             batch_size=self.batch_size)
 
+    # -- what attacks and the demo need (Benchmark's hooks) -----------------------------------------
+    def smaller(self) -> WorldBenchmark:
+        if self.name != "world":
+            return self
+        return world_benchmark("world-quick", {k: getattr(self, k) for k in self.__dataclass_fields__})
 
-@BENCHMARKS.register("world")
-@dataclass
-class WorldBenchmark(_WorldBenchmark):
-    spec_name = "world"
+    def recipe(self, path=None) -> dict:
+        from ..recipes import load_recipe
+
+        return super().recipe(path) if path is not None else load_recipe("world")
+
+    def default_model(self):
+        return self.bundle().full_dir
+
+    def floor_model(self, gold: bool = True, gold_model=None):
+        return self.bundle().gold_dir if gold else None
+
+    def entry_scores(self, model, tokenizer) -> dict:
+        from ..world.benchmark import evaluate
+
+        return evaluate(model, tokenizer, self.world())
+
+    def attack_scores(self, model, tokenizer) -> dict:
+        return self.entry_scores(model, tokenizer)
+
+    def attack_items(self) -> list[dict]:
+        from ..attacks.jailbreak import fact_items
+
+        return fact_items(list(self.world().forget_eval))
+
+    def check_forget(self) -> None:
+        """A generated world's forget set cannot be bad; nothing to load before the model."""
+
+    def forget_target(self):
+        return self.world()
+
+    def incontext_world(self) -> World:
+        return self.world()
+
+    def relearn_config(self, given: dict, form: str = "qa", lora_rank: int = 0, metrics: bool = True,
+                       recipe: dict | None = None):
+        from ..attacks.relearn import RelearnConfig
+        from ..recipes import recipe_attack
+
+        att = {**recipe_attack(recipe or self.recipe(), self.quick), **given}  # the command line wins
+        return RelearnConfig(**{**att, "form": form, "lora_rank": lora_rank})
+
+    def check_relearn(self, cfg) -> None:
+        """The relearn pool is checked when drawn; the world is built after the model is loaded."""
+
+    def relearn(self, model, tokenizer, cfg, desc: str = "relearn") -> list[dict]:
+        from ..attacks.relearn import relearn_attack
+
+        return relearn_attack(model, tokenizer, self.world(), cfg, desc=desc)
+
+    def relearn_result(self, model, entries: list[dict], cfg) -> dict:
+        """The world's relearn output: the model's curve with its gap to gold's, gold's curve, and
+        report entries."""
+        mine = entries[0]["attacks"][self.RELEARN_KEY]
+        result = {"model": str(model), "benchmark": self.name, "relearn": mine, "runs": entries[0]["runs"]}
+        name = "relearn_lora" if cfg.lora_rank else "relearn"
+        report = [{"method": entries[0]["method"], "seed": 0, "attacks": {name: mine}}]
+        if len(entries) > 1:
+            result["gold"] = gold = entries[1]["attacks"][self.RELEARN_KEY]
+            gold_acc = {(r["samples"], r["steps"]): r["forget_acc"] for r in gold}
+            for r in mine:
+                r["gap"] = r["forget_acc"] - gold_acc[(r["samples"], r["steps"])]
+            report.append({"method": "gold", "seed": 0, "attacks": {name: gold}})
+        result["entries"] = report
+        return result
+
+    def relearn_attacks(self, rows: list[dict]) -> dict:
+        from ..attacks.relearn import summarize
+
+        return {"relearn": summarize(rows), "relearn_runs": rows}  # the draws: gap to gold per draw
+
+    # -- the demo -----------------------------------------------------------------------------------
+    def demo_scores(self, model, tokenizer, details: bool = True) -> dict:
+        from ..world.benchmark import evaluate
+
+        return evaluate(model, tokenizer, self.world(), details=details)
+
+    def describe(self) -> str:
+        w = self.world()
+        return (f"world {self.name}: {len(w.persons)} persons, {len(w.forget_eval)} forget-eval facts, "
+                f"{len(w.retain_eval)} held-out retain facts")
+
+    def demo_header(self, model) -> dict:
+        from dataclasses import asdict
+
+        return {"world_name": self.name, "world": asdict(world_spec(self.name))}
+
+    def demo_summary(self, entries: list[dict], budgets) -> list[dict]:
+        from .world_demo import summarize_entries
+
+        return summarize_entries(entries, budgets)
+
+    def demo_table(self, results: dict) -> tuple[list[str], list[list[str]]]:
+        from .world_demo import table_rows
+
+        return table_rows(results)
+
+    def demo_intro(self, results: dict) -> list[str]:
+        from .world_demo import intro
+
+        return intro(results)
+
+    def relearn_lines(self, result: dict) -> list[str]:
+        return [f"{r['samples']:>4} samples × {r['steps']:>3} steps: forget_acc {r['forget_acc']:.3f} ± "
+                f"{r['forget_acc_std']:.3f}  retain_acc {r['retain_acc']:.3f}"
+                + (f"  gap {r['gap']:+.3f}" if "gap" in r else "") for r in result["relearn"]]
 
 
 @BENCHMARKS.register("world-quick")
 @dataclass
-class WorldQuickBenchmark(_WorldBenchmark):
-    spec_name = "world-quick"
+class WorldQuickBenchmark(WorldBenchmark):
+    """The small world (listed among the benchmarks; built by :func:`world_benchmark` like any world)."""
+
+
+def world_benchmark(name: str, options: dict) -> WorldBenchmark | None:
+    """The world ``name`` (any of the module docstring's names) with ``options``; ``None`` when
+    ``name`` is not a world's."""
+    if not is_world(name):
+        return None
+    world_spec(name)  # a bad world name fails here
+    bench = BENCHMARKS.build("world", options)
+    bench.name = name
+    return bench

@@ -22,7 +22,8 @@ end token is still scored (``add_eos=True``) and a generated end token still end
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -116,25 +117,38 @@ def encode_pair(tokenizer, prompt: str, answer: str, add_eos: bool = False, max_
     return Encoded(p + a, [IGNORE] * len(p) + a)
 
 
-def run_batches(model, tokenizer, enc: list[Encoded], batch_size: int, fn, sort: bool = True) -> None:
-    """Call ``fn(logp, mask, idx)`` with the :func:`target_logprobs` of padded batches of ``enc``
-    (length-sorted unless ``sort`` is off), in eval mode without gradients; the model's mode is
-    restored."""
-    order = sorted(range(len(enc)), key=lambda i: len(enc[i].input_ids)) if sort else list(range(len(enc)))
-    device = model_device(model)
-    pad = pad_id_of(tokenizer)
+@contextlib.contextmanager
+def _scoring(model) -> Iterator[None]:
+    """Eval mode without gradients; the model's mode is restored."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
-                batch = pad_batch([enc[i] for i in idx], pad)
-                logp, mask = target_logprobs(model, batch["input_ids"].to(device),
-                                             batch["attention_mask"].to(device), batch["labels"].to(device))
-                fn(logp, mask, idx)
+            yield
     finally:
         model.train(was_training)
+
+
+def padded_batches(tokenizer, enc: list[Encoded], batch_size: int, sort: bool = True,
+                   side: str = "right") -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+    """``(idx, batch)``: the rows ``idx`` of ``enc`` padded on ``side``, ``batch_size`` at a time,
+    length-sorted (little padding) unless ``sort`` is off; results go back to input order by ``idx``."""
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i].input_ids)) if sort else list(range(len(enc)))
+    pad = pad_id_of(tokenizer)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        yield idx, pad_batch([enc[i] for i in idx], pad, side=side)
+
+
+def run_batches(model, tokenizer, enc: list[Encoded], batch_size: int, fn, sort: bool = True) -> None:
+    """Call ``fn(logp, mask, idx)`` with the :func:`target_logprobs` of padded batches of ``enc``
+    (:func:`padded_batches`), in eval mode without gradients."""
+    device = model_device(model)
+    with _scoring(model):
+        for idx, batch in padded_batches(tokenizer, enc, batch_size, sort):
+            logp, mask = target_logprobs(model, batch["input_ids"].to(device),
+                                         batch["attention_mask"].to(device), batch["labels"].to(device))
+            fn(logp, mask, idx)
 
 
 def answer_logprobs(model, tokenizer, prompts: Sequence[str], answers: Sequence[str], add_eos: bool = False,
@@ -204,27 +218,19 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
     for p in prompts:
         ids = prompt_ids(tokenizer, p)[-room:]
         enc.append(Encoded(ids, [IGNORE] * len(ids)))
-    order = sorted(range(len(enc)), key=lambda i: len(enc[i].input_ids))
     texts = [""] * len(enc)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
-                batch = pad_batch([enc[i] for i in idx], pad, side="left")
-                gen = model.generate(input_ids=batch["input_ids"].to(device),
-                                     attention_mask=batch["attention_mask"].to(device),
-                                     max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                                     eos_token_id=tokenizer.eos_token_id)
-                new = gen[:, batch["input_ids"].shape[1]:].cpu()
-                for row, i in enumerate(idx):
-                    ids = new[row].tolist()
-                    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id in ids:
-                        ids = ids[: ids.index(tokenizer.eos_token_id)]
-                    texts[i] = tokenizer.decode(ids, skip_special_tokens=True)
-    finally:
-        model.train(was_training)
+    with _scoring(model):
+        for idx, batch in padded_batches(tokenizer, enc, batch_size, side="left"):
+            gen = model.generate(input_ids=batch["input_ids"].to(device),
+                                 attention_mask=batch["attention_mask"].to(device),
+                                 max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
+                                 eos_token_id=tokenizer.eos_token_id)
+            new = gen[:, batch["input_ids"].shape[1]:].cpu()
+            for row, i in enumerate(idx):
+                ids = new[row].tolist()
+                if tokenizer.eos_token_id is not None and tokenizer.eos_token_id in ids:
+                    ids = ids[: ids.index(tokenizer.eos_token_id)]
+                texts[i] = tokenizer.decode(ids, skip_special_tokens=True)
     for i, t in enumerate(texts):
         for s in stop:
             if s and s in t:
