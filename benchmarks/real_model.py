@@ -110,8 +110,8 @@ def _parse_seeds(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> dict:
     from robust_unlearning.attacks.relearn import RelearnConfig, relearn_attack, summarize
-    from robust_unlearning.config import build_config, deep_merge, load_yaml
     from robust_unlearning.benchmarks.world_demo import summarize_entries
+    from robust_unlearning.config import build_config, deep_merge, load_yaml
     from robust_unlearning.finetune import FinetuneConfig, autocast, build_real_world
     from robust_unlearning.io import load_model, write_json_atomic, write_text_atomic
     from robust_unlearning.loop import unlearn

@@ -66,11 +66,11 @@ def _calibrate_one(args: tuple[str, dict, str, int, int]) -> dict:
     torch.set_num_threads(threads)
     os.environ.setdefault("ROBUST_UNLEARNING_QUIET", "1")
     from robust_unlearning.attacks.relearn import RelearnConfig, relearn_attack
+    from robust_unlearning.benchmarks.world import world_bundle
     from robust_unlearning.config import build_config
     from robust_unlearning.io import load_model
     from robust_unlearning.loop import unlearn
     from robust_unlearning.recipes import load_recipe, method_config
-    from robust_unlearning.benchmarks.world import world_bundle
     from robust_unlearning.world.benchmark import evaluate, unlearning_data
 
     bundle = world_bundle(world_name)
