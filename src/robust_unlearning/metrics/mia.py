@@ -34,7 +34,7 @@ import torch
 
 from ..errors import UnlearnError
 from .privleak import mia_auc, min_k_score
-from .scoring import _device
+from .scoring import model_device
 from .token_stats import TokenStats, encode_item, target_text, token_stats
 
 ATTACKS = ("loss", "zlib", "reference", "min_k", "min_k_plus_plus", "gradnorm")
@@ -65,7 +65,7 @@ def gradnorm_scores(model, tokenizer, items: Sequence[dict], p: float = 2.0,
     params = list(model.parameters())
     flags = [q.requires_grad for q in params]
     was_training = model.training
-    device = _device(model)
+    device = model_device(model)
     model.eval()
     scores = []
     try:

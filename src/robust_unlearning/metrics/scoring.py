@@ -151,6 +151,18 @@ def run_batches(model, tokenizer, enc: list[Encoded], batch_size: int, fn, sort:
             fn(logp, mask, idx)
 
 
+def run_logits_batches(model, tokenizer, enc: list[Encoded], batch_size: int, fn, sort: bool = True) -> None:
+    """Call ``fn(logits, labels, idx)`` with the full logits of padded batches of ``enc``, for what
+    needs the whole distribution (entropy, argmax: :mod:`.token_stats`); otherwise as
+    :func:`run_batches`."""
+    device = model_device(model)
+    with _scoring(model):
+        for idx, batch in padded_batches(tokenizer, enc, batch_size, sort):
+            logits = model(input_ids=batch["input_ids"].to(device),
+                           attention_mask=batch["attention_mask"].to(device)).logits
+            fn(logits, batch["labels"].to(device), idx)
+
+
 def answer_logprobs(model, tokenizer, prompts: Sequence[str], answers: Sequence[str], add_eos: bool = False,
                     batch_size: int = 64, max_length: int = 512, add_bos: bool = True,
                     ) -> tuple[torch.Tensor, torch.Tensor]:

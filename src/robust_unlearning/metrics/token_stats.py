@@ -18,9 +18,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..data.chat import bos_ids
 from ..data.collate import IGNORE, Encoded
 from ..errors import UnlearnError
-from .scoring import _bos, _ids, _run_batches, encode_pair
+from .scoring import _ids, encode_pair, run_logits_batches
 
 
 @dataclass
@@ -33,7 +34,7 @@ class TokenStats:
 
 def encode_item(tokenizer, item: dict, max_length: int = 512) -> Encoded:
     if "text" in item:
-        bos = _bos(tokenizer)
+        bos = bos_ids(tokenizer)
         ids = (bos + _ids(tokenizer, item["text"]))[:max_length]
         return Encoded(ids, [IGNORE] * len(bos) + ids[len(bos):])
     prompt = item.get("prompt", item.get("question"))
@@ -67,5 +68,5 @@ def token_stats(model, tokenizer, items: Sequence[dict], batch_size: int = 16,
             out[i] = TokenStats(logp[row][m].cpu(), hit[row][m].cpu(), mu[row][m].cpu(), var[row][m].cpu())
 
     if enc:
-        _run_batches(model, tokenizer, enc, batch_size, take)
+        run_logits_batches(model, tokenizer, enc, batch_size, take)
     return out  # type: ignore[return-value]
