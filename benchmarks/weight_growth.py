@@ -1,4 +1,4 @@
-"""The weight-growth proof of bounded LoRA (REFERENCES.md §2.3) on the world model.
+"""The weight-growth proof of bounded LoRA (docs/methods.md#bounded-lora) on the world model.
 
 Pure gradient ascent (``ga+lora`` vs ``ga+bounded-lora``, lr 1e-3, batch 4, gradients clipped at 1.0
 after logging their norm) for ``--steps`` steps on the forget set. Reports, per method, the first,

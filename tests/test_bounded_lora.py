@@ -106,8 +106,9 @@ def _ga(model, tok, forget, method, steps):
 
 @pytest.mark.slow
 def test_gradient_ascent_grows_plain_lora_but_not_bounded_lora(trained_tiny, tiny_tokenizer, tiny_world):
-    """The weight-growth proof (REFERENCES.md §2.3), on the tiny trained world model, 200 steps of pure
-    gradient ascent with the loop's defaults (gradients clipped at 1.0; grad_norm is logged before
+    """The weight-growth proof (docs/methods.md#bounded-lora), on the tiny trained world model, 200
+    steps of pure gradient ascent with the loop's defaults (gradients clipped at 1.0; grad_norm is logged
+    before
     clipping). Plain LoRA: its update ΔW (and here its gradient norm) grow by well over 10×. Bounded
     (sine) LoRA: max|ΔW| never exceeds α/(r·s), and its gradient norm stays finite."""
     torch.set_num_threads(1)  # tiny matrices: one thread is faster than two on a shared machine

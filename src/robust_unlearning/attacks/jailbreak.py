@@ -1,4 +1,5 @@
-"""A GCG-style jailbreak (Zou et al. 2023; "enhanced GCG" of Łucki et al. 2025; REFERENCES.md §3).
+"""A GCG-style jailbreak (Zou et al. 2023; "enhanced GCG" of Łucki et al. 2025;
+docs/attacks.md#gcg-jailbreak).
 
 Greedy coordinate gradient over a *universal* prompt prefix of ``prefix_len`` tokens, placed before
 each question (``<bos> PREFIX Question: ...\\nAnswer:``). The prefix is optimised to maximise the

@@ -1,4 +1,4 @@
-"""The quantization attack (Zhang et al. 2024; REFERENCES.md §3).
+"""The quantization attack (Zhang et al. 2024; docs/attacks.md#quantization).
 
 Unlearning often moves weights by less than one quantization step, so rounding the unlearned
 weights to a coarse grid can land them back on the grid point of the original model and restore

@@ -1,4 +1,4 @@
-"""The relearning attack (Hu et al. 2024; REFERENCES.md §3).
+"""The relearning attack (Hu et al. 2024; docs/attacks.md#relearning).
 
 Fine-tune a copy of the model on k samples drawn from the world's relearn pool for s steps (AdamW),
 then score forget-evaluation accuracy, i.e. on forget facts the attacker never saw, and retain
@@ -7,7 +7,8 @@ largest step count and is scored at every requested count on the way (a recovery
 Each budget is repeated over several draws of the relearn set (``seeds``).
 
 ``lora_rank > 0`` relearns through LoRA adapters (peft, ``target_modules="all-linear"``, the
-parameter-efficient attacker of REFERENCES.md §3, r 8) instead of full fine-tuning.
+parameter-efficient attacker of docs/attacks.md#relearning-what-the-papers-report, r 8) instead of
+full fine-tuning.
 
 Run on the gold model too: it never knew the forget facts, so its post-attack accuracy is the floor.
 The *relearning gap* of a method at a budget is its post-attack forget accuracy minus gold's.

@@ -1,7 +1,8 @@
 """The relearning attack on a standard benchmark (TOFU, MUSE, WMDP) or on the user's own forget data.
 
-The recipe of Hu et al. 2024 (REFERENCES.md §3): fine-tune the unlearned model on k records drawn
-from the forget set (AdamW, lr 1e-5, batch 4 by default — real models, not the world's tiny one)
+The recipe of Hu et al. 2024 (docs/attacks.md#on-tofu-muse-wmdp-or-your-own-data): fine-tune the
+unlearned model on k records drawn from the forget set (AdamW, lr 1e-5, batch 4 by default — real models,
+not the world's tiny one)
 for s steps, over several draws, and score after each budget:
 
 - ``heldout_forget_nll``: the mean per-token NLL of forget records the attacker did *not* draw (the

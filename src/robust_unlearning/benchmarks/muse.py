@@ -1,4 +1,4 @@
-"""MUSE (Shi et al. 2024): News (BBC) and Books (Harry Potter) (REFERENCES.md §4).
+"""MUSE (Shi et al. 2024): News (BBC) and Books (Harry Potter) (docs/metrics.md#muse).
 
 Data (hub ``muse-bench/MUSE-News`` / ``muse-bench/MUSE-Books``, or local files of the same schema):
 

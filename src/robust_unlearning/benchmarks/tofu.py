@@ -1,4 +1,4 @@
-"""TOFU (Maini et al. 2024): fictitious authors, question answering (REFERENCES.md §4).
+"""TOFU (Maini et al. 2024): fictitious authors, question answering (docs/metrics.md#tofu).
 
 Data (hub ``locuslab/TOFU``, every config has one split ``train``; or local files of the same schema):
 

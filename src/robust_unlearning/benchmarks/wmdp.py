@@ -1,5 +1,5 @@
 """WMDP (Li et al. 2024): hazardous knowledge in biosecurity and cybersecurity, with MMLU as utility
-(REFERENCES.md §4).
+(docs/metrics.md#wmdp-and-mmlu).
 
 Evaluation: zero-shot 4-choice accuracy on ``cais/wmdp`` (configs ``wmdp-bio``, ``wmdp-cyber``, split
 ``test``; ``question``, ``choices``, ``answer`` index) and on ``cais/mmlu`` (config ``all``, split

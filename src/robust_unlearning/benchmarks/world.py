@@ -11,8 +11,8 @@ from a standard benchmark live here, and only here:
 - ``-quick`` worlds run the demo's extra attacks with smaller settings.
 
 Its report is scored through the shared metric code, so one report format covers the world and the
-standard benchmarks (REFERENCES.md §4 definitions, as for TOFU). For every world fact (``prompt``,
-``answer``, ``options``, ``label``):
+standard benchmarks (docs/metrics.md#the-world-through-the-tofu-metrics definitions, as for TOFU).
+For every world fact (``prompt``, ``answer``, ``options``, ``label``):
 
 - probability ``P(answer|prompt)^{1/|a|}`` and ROUGE-L recall of the greedy answer;
 - truth ratio: the *paraphrased* answer is the fact's biography sentence ("X was born in Veloria."),

@@ -1,4 +1,4 @@
-"""Unlearning metrics, each with its definition (REFERENCES.md §4) in its module's docstring.
+"""Unlearning metrics, each with its definition (docs/metrics.md) in its module's docstring.
 
 - :mod:`.probability`: ``P(a|q)^{1/|a|}`` and the correct option's share (TOFU)
 - :mod:`.rouge`: ROUGE-L recall (TOFU) and F1 (MUSE), via ``rouge-score``

@@ -1,4 +1,4 @@
-"""Forget quality (REFERENCES.md §4, TOFU).
+"""Forget quality (docs/metrics.md#forget-quality, TOFU).
 
 Definition: the p-value of a two-sample Kolmogorov-Smirnov test between the truth-ratio distribution
 of the unlearned model and that of the retain-only model on the forget split

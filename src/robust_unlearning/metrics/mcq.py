@@ -1,4 +1,4 @@
-"""Zero-shot multiple-choice accuracy, as WMDP and MMLU are scored (REFERENCES.md §4).
+"""Zero-shot multiple-choice accuracy, as WMDP and MMLU are scored (docs/metrics.md#wmdp-and-mmlu).
 
 Definition (lm-eval-harness ``multiple_choice``, metric ``acc``): the prompt is
 ``description + question + "\\nA. ..\\nB. ..\\nC. ..\\nD. ..\\nAnswer:"``; each letter is scored by

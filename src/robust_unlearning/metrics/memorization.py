@@ -1,4 +1,4 @@
-"""MUSE's memorisation metrics (REFERENCES.md §4; docs/conventions.md), with MUSE's defaults
+"""MUSE's memorisation metrics (docs/metrics.md#muse; docs/conventions.md), with MUSE's defaults
 (``swj0419/muse_bench``: ``metrics/verbmem.py``, ``metrics/knowmem.py``, ``metrics/logger.py``).
 
 - **VerbMem**: ROUGE-L F1 (no stemmer) between the model's greedy continuation (up to

@@ -1,4 +1,4 @@
-"""Model utility (REFERENCES.md §4, TOFU).
+"""Model utility (docs/metrics.md#model-utility, TOFU).
 
 Definition: the harmonic mean of the nine values {probability, ROUGE-L recall, truth-ratio score
 ``max(0, 1-R)``} × {retain, real authors, world facts} (``scipy.stats.hmean``); zero if any value is

@@ -1,4 +1,4 @@
-"""Min-K % membership attack and MUSE's PrivLeak (REFERENCES.md §4; docs/conventions.md).
+"""Min-K % membership attack and MUSE's PrivLeak (docs/metrics.md#privleak-and-min-k; docs/conventions.md).
 
 All defaults are MUSE's (``swj0419/muse_bench``, ``metrics/privleak.py`` and ``eval.py``):
 

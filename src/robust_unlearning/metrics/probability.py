@@ -1,4 +1,4 @@
-"""Answer probability (REFERENCES.md §4, TOFU).
+"""Answer probability (docs/metrics.md#probability, TOFU).
 
 Definition: ``P(a|q)^{1/|a|}``, the length-normalised probability of the answer tokens given the
 question, i.e. ``exp(mean token log-prob)``. On the real-authors and world-facts sets TOFU reports the

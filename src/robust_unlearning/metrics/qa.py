@@ -1,4 +1,4 @@
-"""TOFU's three scores of a question-answering set, in one batched pass (REFERENCES.md §4).
+"""TOFU's three scores of a question-answering set, in one batched pass (docs/metrics.md#tofu).
 
 Each item has a prompt (the formatted question), the answer, a paraphrased answer ``ã`` and
 perturbed (wrong) answers ``â_k``. Every answer row of the whole set is scored in one

@@ -1,4 +1,4 @@
-"""ROUGE-L (REFERENCES.md §4; docs/conventions.md), computed with Google's ``rouge-score`` package.
+"""ROUGE-L (docs/metrics.md#rouge-l; docs/conventions.md), computed with Google's ``rouge-score`` package.
 
 - TOFU scores the *recall* of the greedy answer against the reference answer, with the Porter
   stemmer (``locuslab/tofu`` ``evaluate_util.py``: ``RougeScorer(['rouge1', 'rougeL'],

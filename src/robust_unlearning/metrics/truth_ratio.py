@@ -1,4 +1,4 @@
-"""Truth ratio (REFERENCES.md §4, TOFU; docs/conventions.md).
+"""Truth ratio (docs/metrics.md#truth-ratio, TOFU; docs/conventions.md).
 
 Definition (TOFU's evaluation code, ``locuslab/tofu`` ``evaluate_util.py`` / ``aggregate_eval_stat.py``,
 and open-unlearning's ``truth_ratio``): with ``L̄`` the per-token NLL of an answer given the question,

@@ -4,7 +4,7 @@ An objective turns a forget batch into the forget loss ℓ_f (minimised: it remo
 retain batch into the retain loss ℓ_r (minimised: it keeps utility), separately. The strategy
 decides how to combine them (ℓ_f + γ·ℓ_r at the plain point, smoothed ℓ_f, ...).
 
-Definitions follow REFERENCES.md §1. NLL(x) is the per-token mean negative log-likelihood of the
+Definitions follow docs/methods.md#objectives NLL(x) is the per-token mean negative log-likelihood of the
 target tokens of x (answer tokens for QA records, all tokens for text records).
 """
 
@@ -61,6 +61,6 @@ def sequence_nll(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def mean_nll(model, batch: dict) -> torch.Tensor:
-    """Mean over sequences of the per-token mean NLL: the NLL of REFERENCES.md."""
+    """Mean over sequences of the per-token mean NLL: the NLL of docs/methods.md#notation."""
     s, n = sequence_nll(model, batch)
     return (s / n).mean()

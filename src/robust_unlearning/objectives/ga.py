@@ -1,4 +1,4 @@
-"""GA: gradient ascent on the forget set, ℓ_f = −NLL (REFERENCES.md §1)."""
+"""GA: gradient ascent on the forget set, ℓ_f = −NLL (docs/methods.md#ga)."""
 
 from __future__ import annotations
 

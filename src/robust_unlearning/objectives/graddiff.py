@@ -1,4 +1,4 @@
-"""GradDiff: ℓ_f = −NLL on forget, ℓ_r = NLL on retain (REFERENCES.md §1)."""
+"""GradDiff: ℓ_f = −NLL on forget, ℓ_r = NLL on retain (docs/methods.md#graddiff)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """GA+KL: ℓ_f = −NLL on forget, ℓ_r = KL(p_ref ‖ p_θ) on retain target positions
-(REFERENCES.md §1)."""
+(docs/methods.md#kl)."""
 
 from __future__ import annotations
 

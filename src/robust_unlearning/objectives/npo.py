@@ -1,4 +1,4 @@
-"""NPO (Zhang et al. 2024), on per-sequence likelihoods (REFERENCES.md §1):
+"""NPO (Zhang et al. 2024), on per-sequence likelihoods (docs/methods.md#npo):
 
     ℓ_f = −(2/β) · mean_x log σ(β · (S_θ(x) − S_ref(x))),   S = summed answer-token NLL,
     ℓ_r = NLL on retain.

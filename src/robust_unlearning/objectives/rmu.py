@@ -1,4 +1,4 @@
-"""RMU (Li et al. 2024, WMDP), REFERENCES.md §1:
+"""RMU (Li et al. 2024, WMDP), docs/methods.md#rmu:
 
     ℓ_f = mean over forget tokens ‖h_θ(x) − c·u‖²,      u a fixed random unit vector,
     ℓ_r = mean over retain tokens ‖h_θ(x) − h_ref(x)‖²,

@@ -1,4 +1,4 @@
-"""SimNPO (Fan et al. 2024), reference-free (REFERENCES.md §1):
+"""SimNPO (Fan et al. 2024), reference-free (docs/methods.md#simnpo):
 
     ℓ_f = −(2/β) · mean_x log σ(β · NLL_θ(x) − δ),   NLL length-normalised,
     ℓ_r = NLL on retain.

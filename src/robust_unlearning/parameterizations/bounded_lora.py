@@ -1,4 +1,4 @@
-"""bounded-lora: LoRA on the MLP projections with a bounded update (REFERENCES.md §2.3).
+"""bounded-lora: LoRA on the MLP projections with a bounded update (docs/methods.md#bounded-lora).
 
     ΔW = (alpha / r) · f(omega · B A) / s,      f ∈ {sin, tanh},  s = √in_features (default)
 

@@ -1,6 +1,6 @@
 """Which modules of a causal LM are its MLP projections and which its attention projections.
 
-Names by family (REFERENCES.md §2.3):
+Names by family (docs/methods.md#mlp-module-names-by-family):
 
     family                     MLP                              attention
     Llama / Mistral / Qwen     gate_proj, up_proj, down_proj    q_proj, k_proj, v_proj, o_proj

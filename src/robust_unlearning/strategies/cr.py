@@ -1,4 +1,4 @@
-"""cr: curvature regularisation of the forget loss (Fan et al. 2025, REFERENCES.md §2.1).
+"""cr: curvature regularisation of the forget loss (Fan et al. 2025, docs/methods.md#cr).
 
     minimise ℓ_f(θ) + λ·‖∇ℓ_f(θ + h·ĝ) − ∇ℓ_f(θ)‖₂ + γ·ℓ_r(θ),   ĝ = g/‖g‖, g = ∇ℓ_f(θ)
 

@@ -1,4 +1,4 @@
-"""gp: gradient-penalty smoothing of the forget loss (Fan et al. 2025, REFERENCES.md §2.1).
+"""gp: gradient-penalty smoothing of the forget loss (Fan et al. 2025, docs/methods.md#gp).
 
     minimise ℓ_f(θ) + c·‖∇ℓ_f(θ)‖₂ + γ·ℓ_r(θ)      (first-order Taylor form of SAM)
 

@@ -1,6 +1,6 @@
 """Exact, restorable weight perturbations and the small tensor-list tools robust strategies share.
 
-Rules every strategy here follows (REFERENCES.md §2.1 lists the defects they avoid):
+Rules every strategy here follows (docs/methods.md#known-defects-avoided lists the defects they avoid):
 
 * **Exact restore.** Before perturbing, the trainable parameters are saved (:class:`Snapshot`) and
   afterwards copied back, so the weights after a step are bitwise the weights before the

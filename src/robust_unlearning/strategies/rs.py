@@ -1,4 +1,4 @@
-"""rs: randomized smoothing of the forget loss (Fan et al. 2025, REFERENCES.md §2.1).
+"""rs: randomized smoothing of the forget loss (Fan et al. 2025, docs/methods.md#rs).
 
     update = (1/m)·Σ_{i=1..m} ∇ℓ_f(θ + δ_i) + γ·∇ℓ_r(θ),   δ_i ~ N(0, σ²I)
 

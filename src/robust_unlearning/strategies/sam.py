@@ -1,4 +1,4 @@
-"""sam: sharpness-aware smoothing of the forget loss (Fan et al. 2025, REFERENCES.md §2.1).
+"""sam: sharpness-aware smoothing of the forget loss (Fan et al. 2025, docs/methods.md#sam).
 
     g = ∇ℓ_f(θ);  ε = ρ·g/‖g‖₂;  update = ∇ℓ_f(θ + ε) + γ·∇ℓ_r(θ)
 

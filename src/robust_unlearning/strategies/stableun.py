@@ -1,4 +1,4 @@
-"""stableun: feedback-guided multi-point optimisation (seed 000, arXiv 2509.20230; REFERENCES.md §2.2).
+"""stableun: feedback-guided multi-point optimisation (seed 000, arXiv 2509.20230; docs/methods.md#stableun).
 
 A wrapper around any objective. With L_u(θ) the objective's plain loss (see choice 1), per step:
 

@@ -1,4 +1,4 @@
-"""wa: weight averaging of iterates (Fan et al. 2025, REFERENCES.md §2.1).
+"""wa: weight averaging of iterates (Fan et al. 2025, docs/methods.md#wa).
 
 Each step is the plain step (∇ℓ_f + γ∇ℓ_r). After optimizer step t (t = 1 … T), if t ≥ ``start``
 and (t − ``start``) is a multiple of ``every``, the iterate θ_t joins the average:
