@@ -62,3 +62,32 @@ def test_keep_best_bad_inputs(tiny_model, tiny_tokenizer, tiny_world):
     with pytest.raises(UnlearnError, match="no 'nope'"):
         unlearn(tiny_model, tiny_tokenizer, forget, retain, _cfg(eval_every=1, keep_best="nope:min"),
                 evaluate_fn=_scripted())
+
+
+def test_benchmark_metrics_during_training_and_keep_best(tmp_path, tiny_model, tiny_tokenizer):
+    """train.eval_benchmark: every evaluation carries the benchmark's summary metrics (TOFU fixture),
+    and keep_best can pick on one of them; the saved metrics say which step."""
+    import json
+
+    import yaml
+    from conftest import save_model
+    from test_benchmarks_tofu import write_tofu
+
+    from robust_unlearning.runner import run_config
+
+    save_model(tiny_model, tiny_tokenizer, tmp_path / "model")
+    cfg = {"model": str(tmp_path / "model"), "method": "graddiff", "evaluate": False,
+           "data": {"benchmark": "tofu", "path": str(write_tofu(tmp_path / "tofu")), "split": "forget10",
+                    "options": {"generate": False}},
+           "train": {"steps": 2, "batch_size": 2, "lr": 1e-3, "max_length": 64, "eval_every": 1,
+                     "eval_benchmark": True, "keep_best": "model_utility:max"},
+           "output_dir": str(tmp_path / "out")}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    out = run_config(tmp_path / "c.yaml", [], log=lambda *_: None)
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [e["eval"] for e in lines]
+    keys = {"forget_nll", "model_utility", "forget_truth_ratio"}
+    assert len(evals) == 2 and all(keys <= set(e) for e in evals)
+    best = json.loads((out / "metrics.json").read_text())["best"]
+    want = max(range(2), key=lambda i: (evals[i]["model_utility"], -i))
+    assert best["step"] == want + 1 and best["value"] == evals[want]["model_utility"]

@@ -52,6 +52,9 @@ class TrainConfig(_Strict):
     report_to: str = "none"
     log_dir: str | None = None  # trackers' directory; default for `unlearn run`: <output_dir>.log
     keep_best: str | None = None  # METRIC:min|max over the eval_every evaluations (best.py)
+    # with eval_every on a benchmark: also its whole evaluation's summary metrics (slower than the
+    # default forget / retain NLL; the world always gives its MCQ accuracies)
+    eval_benchmark: bool = False
 
     @field_validator("keep_best")
     @classmethod

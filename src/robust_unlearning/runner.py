@@ -80,7 +80,8 @@ def run_config(path: str | Path, overrides: list[str], log=print, resume: bool =
         found = latest(cfg.train.checkpoint_dir)
         log(f"resuming from {found}" if found else
             f"no checkpoint in {cfg.train.checkpoint_dir}; starting from step 0")
-    evaluate_fn = _evaluator(tokenizer, forget, retain, bench) if cfg.train.eval_every else None
+    evaluate_fn = (_evaluator(tokenizer, forget, retain, bench, whole=cfg.train.eval_benchmark)
+                   if cfg.train.eval_every else None)
     if not PartialState(cpu=cpu_only()).is_main_process:  # other processes train along and write nothing
         unlearn(model, tokenizer, forget, retain, cfg, resume=resume, evaluate_fn=evaluate_fn)
         return out
@@ -112,10 +113,12 @@ def _finish(result, cfg: RunConfig, bench, tokenizer, tmp: Path, log) -> None:
     write_json_atomic(tmp / "metrics.json", metrics)
 
 
-def _evaluator(tokenizer, forget: list[dict], retain: list[dict] | None, bench, max_records: int = 256):
+def _evaluator(tokenizer, forget: list[dict], retain: list[dict] | None, bench, max_records: int = 256,
+               whole: bool = False):
     """What ``train.eval_every`` scores: a benchmark's :meth:`entry_scores` where it has them (the
     world's forget and retain MCQ accuracy); otherwise the mean per-token NLL of (at most
-    ``max_records``) forget and retain records — cheap on any data."""
+    ``max_records``) forget and retain records — cheap on any data — plus, with ``whole``
+    (``train.eval_benchmark``), the benchmark's summary metrics (:meth:`Benchmark.scores`)."""
     if bench is not None and bench.HAS_ENTRY_SCORES:
         return lambda m: bench.entry_scores(m, tokenizer)
     from .metrics.scoring import mean_token_nll
@@ -126,6 +129,8 @@ def _evaluator(tokenizer, forget: list[dict], retain: list[dict] | None, bench, 
         out = {"forget_nll": mean_token_nll(m, tokenizer, f)}
         if r:
             out["retain_nll"] = mean_token_nll(m, tokenizer, r)
+        if whole and bench is not None:
+            out.update(bench.scores(m, tokenizer))
         return out
 
     return score
