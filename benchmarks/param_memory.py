@@ -22,6 +22,7 @@ import argparse
 import copy
 import json
 import platform
+import sys
 from pathlib import Path
 
 import torch
@@ -33,22 +34,12 @@ from robust_unlearning.recipes import load_recipe
 from robust_unlearning.world.benchmark import unlearning_data
 from robust_unlearning.world.model import DEFAULT_SPEC, QUICK_SPEC, build_world
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from strategy_cost import peak_bytes  # noqa: E402  (one allocator-event peak for both scripts)
+
 # (row label, parameterization, options on top of the world recipe's)
 ROWS = [("full", "full", {}), ("lora", "lora", {}), ("bounded-lora", "bounded-lora", {}),
         ("bounded-lora recompute=off", "bounded-lora", {"recompute": False})]
-
-
-def peak_bytes(fn) -> int:
-    """Peak of allocated-minus-freed bytes while ``fn`` runs (CPU allocator events)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    cur = peak = 0
-    for e in sorted(prof.events(), key=lambda e: e.time_range.start):
-        cur += e.self_cpu_memory_usage
-        peak = max(peak, cur)
-    return peak
 
 
 def main() -> None:
