@@ -15,8 +15,9 @@ Sizes:
 
 - default (``--device cuda --dtype bfloat16``): 200 persons, 3 seeds; sized for about 8 minutes on
   one H200 (SmolLM2 at 16 x 48 tokens: about 30 ms per AdamW step there).
-- ``--cpu-reduced``: 40 persons, the five methods, shorter schedules: the CPU run of about an hour
-  (two cores) to publish, labelled as such, where no accelerator is lent.
+- ``--cpu-reduced``: 20 persons, batch 8, the five methods, shorter schedules: the CPU run to publish,
+  labelled as such, where no accelerator is lent (about an hour per seed on two idle cores, plus
+  about 20 min of fine-tuning; run ``real_model_tune.py --cpu-reduced`` first and pass ``--tuned``).
 - ``--smoke``: a few persons and steps, minutes on a CPU: checks that the pipeline runs end to end.
 
     python benchmarks/real_model.py --device cuda --dtype bfloat16 --seeds 3 \
