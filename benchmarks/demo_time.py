@@ -58,6 +58,7 @@ def main() -> None:
                 build_world(QUICK_SPEC if name == "quick" else DEFAULT_SPEC)
             rows[f"{name}_warm_s"] = timed(extra, cache)
             print(f"{name} warm: {rows[f'{name}_warm_s']} s", flush=True)
+            rows[f"{name}_measured_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     load = os.getloadavg()[0]
     result = {**rows, "goals_s": {"default_cold": 300, "default_warm": 120, "quick": 60},
               "cores": os.cpu_count(), "torch": torch.__version__, "machine": platform.machine(),
