@@ -81,16 +81,10 @@ def target_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
 
 def target_nll(model, batch: dict) -> torch.Tensor:
     """Mean NLL over the target tokens of a batch (``input_ids``, ``attention_mask``, ``labels``): the
-    value of ``model(**batch).loss`` for a causal LM, with gradient, computing the output layer at the
-    target positions only where :func:`target_logprobs` may."""
-    split = _split(model)
-    if split is None:
-        return model(**batch).loss
-    decoder, head = split
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    target = batch["labels"][:, 1:]
-    keep = target != IGNORE
-    return F.cross_entropy(head(hidden[:, :-1][keep]).float(), target[keep])
+    value of ``model(**batch).loss`` for a causal LM, with gradient, from :func:`target_logprobs`
+    (the output layer at the target positions only where it may)."""
+    logp, mask = target_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    return -logp.sum() / mask.sum()
 
 
 def logprob_sums(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
