@@ -68,6 +68,20 @@ def save_model(model, tokenizer, path):
     return path
 
 
+def write_run_inputs(root, model, tokenizer, world, n: int):
+    """``root/model`` (a saved model) and ``root/{forget,retain}.jsonl`` (the first ``n`` unlearning
+    records of ``world``): the inputs of an ``unlearn run`` config; returns ``root``."""
+    import json
+
+    from robust_unlearning.world.benchmark import unlearning_data
+
+    save_model(model, tokenizer, root / "model")
+    forget, retain = unlearning_data(world)
+    for name, records in (("forget", forget[:n]), ("retain", retain[:n])):
+        (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _placement_reset():
     """A command's --device / --dtype (robust_unlearning.placement) never outlives its test."""

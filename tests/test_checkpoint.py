@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import save_model
+from conftest import write_run_inputs
 from safetensors.torch import load_file
 
 from robust_unlearning import checkpoint as ckpt
 from robust_unlearning.errors import NonFiniteLossError
 from robust_unlearning.runner import run_config
-from robust_unlearning.world.benchmark import unlearning_data
 
 STEPS = 6
 
@@ -47,12 +46,7 @@ main()
 @pytest.fixture(scope="module")
 def setup_dir(tmp_path_factory, tiny_model_init, tiny_tokenizer, tiny_world):
     """A tiny random Llama + tokenizer saved as a model directory, and small forget/retain JSONL."""
-    root = tmp_path_factory.mktemp("ckpt")
-    save_model(tiny_model_init, tiny_tokenizer, root / "model")
-    forget, retain = unlearning_data(tiny_world)
-    for name, records in (("forget", forget[:12]), ("retain", retain[:12])):
-        (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    return root
+    return write_run_inputs(tmp_path_factory.mktemp("ckpt"), tiny_model_init, tiny_tokenizer, tiny_world, 12)
 
 
 def _config(root: Path, method: str, out: str, strategy: dict | None = None, **train) -> Path:

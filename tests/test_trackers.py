@@ -8,22 +8,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import save_model
+from conftest import write_run_inputs
 
 from robust_unlearning import loop, trackers
 from robust_unlearning.errors import NonFiniteLossError, UnlearnError
 from robust_unlearning.runner import run_config
-from robust_unlearning.world.benchmark import unlearning_data
 
 
 @pytest.fixture(scope="module")
 def setup_dir(tmp_path_factory, tiny_model_init, tiny_tokenizer, tiny_world):
     root = tmp_path_factory.mktemp("trackers")
-    save_model(tiny_model_init, tiny_tokenizer, root / "model")
-    forget, retain = unlearning_data(tiny_world)
-    for name, records in (("forget", forget[:8]), ("retain", retain[:8])):
-        (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    return root
+    return write_run_inputs(root, tiny_model_init, tiny_tokenizer, tiny_world, 8)
 
 
 def _config(root: Path, out: str, **train) -> Path:
