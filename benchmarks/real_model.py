@@ -105,6 +105,12 @@ def environment(device: str, dtype: str) -> dict:
     return env
 
 
+def timestamped_log():
+    """``log(msg)``: print ``msg`` at once, after the seconds since this call."""
+    t0 = time.perf_counter()
+    return lambda msg: print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
+
+
 def _parse_seeds(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()] if "," in text else list(range(int(text)))
 
@@ -159,8 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
     budgets = [tuple(b) for b in (preset["budgets"] or att["budgets"])]
     draws = args.draws or preset["draws"] or att.get("draws", 3)
     stages: dict = {}
-    t_start = time.perf_counter()
-    log = lambda msg: print(f"[{time.perf_counter() - t_start:6.0f} s] {msg}", flush=True)  # noqa: E731
+    log = timestamped_log()
     t_all = time.perf_counter()
 
     t = time.perf_counter()

@@ -84,8 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     preset = rm.PRESETS["smoke" if args.smoke else "cpu-reduced" if args.cpu_reduced else "gpu"]
     device, dtype = args.device, "bfloat16" if torch.device(args.device).type == "cuda" else "float32"
-    t_start = time.perf_counter()
-    log = lambda msg: print(f"[{time.perf_counter() - t_start:6.0f} s] {msg}", flush=True)  # noqa: E731
+    log = rm.timestamped_log()
     t0 = time.perf_counter()
     ensure_model(rm.MODEL, log=log)
     world = rm.make_world(preset["persons"], preset["attributes"], preset["forget_fraction"],
