@@ -49,9 +49,11 @@ def setup_dir(tmp_path_factory, tiny_model_init, tiny_tokenizer, tiny_world):
     return write_run_inputs(tmp_path_factory.mktemp("ckpt"), tiny_model_init, tiny_tokenizer, tiny_world, 12)
 
 
-def _config(root: Path, method: str, out: str, strategy: dict | None = None, **train) -> Path:
+def _config(root: Path, method: str, out: str, strategy: dict | None = None, objective: dict | None = None,
+            **train) -> Path:
     cfg = {
         "model": str(root / "model"), "method": method, "strategy": strategy or {},
+        "objective": objective or {},
         "data": {"forget": str(root / "forget.jsonl"), "retain": str(root / "retain.jsonl")},
         # batch 5 of 12 records: epochs end with a partial batch, and 6 steps span 2 epochs
         "train": {"steps": STEPS, "batch_size": 5, "lr": 1e-3, "scheduler": "linear", "warmup_steps": 2,
@@ -138,6 +140,38 @@ def test_crashed_weight_averaging_resumes_its_average(setup_dir, monkeypatch):
     assert state["strategy"]["count"] == 3 and len(state["strategy"]["avg"]) > 0  # iterates 2, 3, 4
     run_config(cfg, [], log=lambda *_: None, resume=True)
     _assert_same_run(root / "wa-crash", ref, root / "wa-crash.checkpoints")
+
+
+def test_crashed_primal_dual_resumes_its_dual_variable(setup_dir, monkeypatch):
+    """PDU's dual variable λ goes through the checkpoint: crash in step 5, resume, and the weights
+    and the logged λ are those of the uninterrupted run."""
+    from robust_unlearning.objectives.pdu import PDU
+
+    root = setup_dir
+    opts = {"eps": 0.2, "dual_step": 3.0}
+    ref = run_config(_config(root, "pdu", "pdu-ref", objective=opts), [], log=lambda *_: None)
+    cfg = _config(root, "pdu", "pdu-crash", objective=opts, checkpoint_every=2)
+    orig = PDU.after_step
+
+    def crash(self, stats):
+        out = orig(self, stats)
+        if self._steps == 5:
+            raise RuntimeError("crash")
+        return out
+
+    monkeypatch.setattr(PDU, "after_step", crash)
+    with pytest.raises(RuntimeError, match="crash"):
+        run_config(cfg, [], log=lambda *_: None)
+    monkeypatch.setattr(PDU, "after_step", orig)
+    _, _, state = ckpt.load(ckpt.latest(root / "pdu-crash.checkpoints"))
+    assert state["objective"]["steps"] == 4 and state["objective"]["dual"] != 1.0
+    run_config(cfg, [], log=lambda *_: None, resume=True)
+    _assert_same_run(root / "pdu-crash", ref, root / "pdu-crash.checkpoints")
+    def weights(out):
+        return [json.loads(x)["retain_weight"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+    got, want = weights(root / "pdu-crash"), weights(ref)
+    assert got == want and len(set(want)) > 2
 
 
 @pytest.mark.slow

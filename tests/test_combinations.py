@@ -1,6 +1,6 @@
 """Every method ``objective+strategy+parameterization`` runs with its defaults and unlearns something.
 
-13 objectives × 7 strategies × 3 parameterizations = 273 combinations, two steps each on the tiny
+14 objectives × 7 strategies × 3 parameterizations = 294 combinations, two steps each on the tiny
 model: the losses stay finite, the extra passes are counted, and the exported model (adapters
 merged) differs from the original. The tiny world's forget set is question/answer records, so the
 objectives that train towards another answer (idkdpo, idknll, altpo) get their "I don't know" pairs.

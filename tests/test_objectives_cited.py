@@ -13,15 +13,18 @@ DPO win/lose swapped, 1/β instead of 2/β, per-token mean instead of sum; IdkNL
 
 from __future__ import annotations
 
+import copy
 import math
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from robust_unlearning.config import build_config
 from robust_unlearning.data.collate import IGNORE, Collator
 from robust_unlearning.data.idk import IDK_ANSWERS, idk_answer
 from robust_unlearning.errors import UnlearnError
+from robust_unlearning.loop import unlearn
 from robust_unlearning.objectives.base import OBJECTIVES
 from robust_unlearning.reference import Reference
 from robust_unlearning.world.benchmark import unlearning_data
@@ -267,9 +270,7 @@ def test_idknll_teaches_the_refusals(trained_tiny, tiny_tokenizer, tiny_world):
 
 
 def test_altpo_trains_on_generated_alternates(trained_tiny, tiny_tokenizer, tiny_world, recwarn):
-    from robust_unlearning.config import build_config
     from robust_unlearning.data.alternates import generate_alternates
-    from robust_unlearning.loop import unlearn
 
     forget, retain = unlearning_data(tiny_world)
     forget = forget[:6]
@@ -295,3 +296,73 @@ def pick(record):
     from robust_unlearning.data.idk import pick_alternate
 
     return pick_alternate(record["question"], record["alternate"])
+
+
+# -- PDU: logit-margin flattening and the dual ascent on the retain constraint --------------------
+
+def test_pdu_forget_loss_is_the_squared_logit_margin():
+    loss, model = _loss("pdu", {}, _forget_batch(False))
+    want = seq_mean([[(max(THETA[a]) - sum(THETA[a]) / 4) ** 2 for a, _ in ps] for ps in pairs(FORGET)])
+    assert loss.item() == pytest.approx(want, rel=1e-6)
+    # gradient: only the max and the mean carry it (d/dz_max = 2m(1 − 1/V), d/dz_other = −2m/V)
+    (g,) = torch.autograd.grad(loss, [model.table])
+    want_g = torch.zeros(4, 4, dtype=torch.float64)
+    for ps in pairs(FORGET):
+        for a, _ in ps:
+            row = THETA[a]
+            m = max(row) - sum(row) / 4
+            d = torch.full((4,), -2 * m / 4, dtype=torch.float64)
+            d[row.index(max(row))] += 2 * m
+            want_g[a] += d / len(ps) / len(FORGET)
+    assert torch.allclose(g, want_g, atol=1e-9)
+    # a flat row has no margin: the loss is 0 at the uniform distribution
+    flat, _ = _loss("pdu", {}, _forget_batch(False), model=Bigram([[0.7] * 4] * 4))
+    assert flat.item() == 0.0
+
+
+def test_pdu_dual_ascent_rule():
+    """λ starts at γ, then λ ← max(0, λ + η(ℓ_r − ε)) after each step past the warm-up."""
+    obj = OBJECTIVES.build("pdu", {"eps": 0.3, "dual_step": 5.0, "warmup_steps": 1})
+    assert obj.retain_weight(2.0) == 2.0
+    assert obj.after_step({"retain_loss": 0.9}) == {"retain_weight": 2.0}  # warm-up: frozen
+    assert obj.after_step({"retain_loss": 0.5})["retain_weight"] == pytest.approx(2.0 + 5 * 0.2)
+    assert obj.retain_weight(2.0) == pytest.approx(3.0)  # γ is only the start
+    assert obj.after_step({"retain_loss": 0.0})["retain_weight"] == pytest.approx(1.5)
+    assert obj.after_step({"retain_loss": 0.0})["retain_weight"] == 0.0  # clamped at 0
+    state = obj.state_dict()
+    other = OBJECTIVES.build("pdu", {"eps": 0.3, "dual_step": 5.0, "warmup_steps": 1})
+    other.load_state_dict(state)
+    assert other.retain_weight(2.0) == 0.0
+    assert other.after_step({"retain_loss": 0.4})["retain_weight"] == pytest.approx(0.5)
+    fixed = OBJECTIVES.build("pdu", {"primal_dual": False})
+    fixed.retain_weight(3.0)
+    assert fixed.after_step({"retain_loss": 9.0})["retain_weight"] == 3.0
+    with pytest.raises(UnlearnError, match="dual_step"):
+        OBJECTIVES.build("pdu", {"dual_step": -1.0})
+
+
+def test_pdu_loop_steps_with_the_dual_weight(trained_tiny, tiny_tokenizer, tiny_world, monkeypatch):
+    """In the loop: the logged λ follows the rule from the logged retain losses, and each step's
+    strategy weighs the retain loss by λ after the step before (γ at the first)."""
+    from robust_unlearning.strategies.plain import Plain
+
+    seen = []
+    orig = Plain.compute
+
+    def spy(self, ctx):
+        seen.append(ctx.gamma)
+        orig(self, ctx)
+
+    monkeypatch.setattr(Plain, "compute", spy)
+    forget, retain = unlearning_data(tiny_world)
+    cfg = build_config({"method": "pdu", "objective": {"eps": 0.5, "dual_step": 2.0, "warmup_steps": 1},
+                        "train": {"steps": 4, "batch_size": 4, "lr": 1e-3, "gamma": 1.5}})
+    log = unlearn(copy.deepcopy(trained_tiny), tiny_tokenizer, forget, retain, cfg).log
+    lam, want = 1.5, []
+    for i, e in enumerate(log):
+        want.append(lam)
+        if i >= 1:  # one warm-up step
+            lam = max(0.0, lam + 2.0 * (e["retain_loss"] - 0.5))
+        assert e["retain_weight"] == pytest.approx(lam, rel=1e-9)
+    assert seen == pytest.approx(want, rel=1e-9)
+    assert len(set(seen)) > 2  # the weight moved

@@ -5,9 +5,9 @@ A checkpoint is a directory ``step-NNNNNN`` (after NNNNNN optimizer steps) holdi
     weights.safetensors   the trainable parameters, by name (float32 master copies under mixed precision)
     state.safetensors     every tensor of the rest of the state (optimizer moments, strategy buffers, RNG)
     state.json            the rest of the state, with references to those tensors: step, optimizer and
-                          scheduler state dicts, strategy state, data-stream positions, RNG states
-                          (python, numpy, torch CPU, CUDA when present), the log so far, a fingerprint
-                          of the config
+                          scheduler state dicts, strategy and objective state, data-stream positions,
+                          RNG states (python, numpy, torch CPU, CUDA when present), the log so far, a
+                          fingerprint of the config
 
 Nothing is pickled: tensors go through safetensors and everything else through JSON (floats
 round-trip exactly), so loading a checkpoint never runs code. Each checkpoint is written into a
@@ -207,6 +207,7 @@ class RunState:
     optimizer: object
     scheduler: object
     strategy: object
+    objective: object
     forget_stream: object
     retain_stream: object
     scaler: object
@@ -216,6 +217,7 @@ class RunState:
         state = {
             "fingerprint": self.fingerprint, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "strategy": self.strategy.state_dict(),
+            "objective": self.objective.state_dict(),
             "forget_stream": self.forget_stream.state_dict(),
             "retain_stream": self.retain_stream.state_dict() if self.retain_stream is not None else None,
             "rng": rng_state(), "log": progress.log, "total_passes": progress.passes,
@@ -238,6 +240,8 @@ class RunState:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.strategy.load_state_dict(to_device(state["strategy"], self.device))
+        if state.get("objective"):  # older checkpoints have none (no objective then had state)
+            self.objective.load_state_dict(state["objective"])
         self.forget_stream.load_state_dict(state["forget_stream"])
         if self.retain_stream is not None:
             self.retain_stream.load_state_dict(state["retain_stream"])

@@ -120,7 +120,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
 
     # -- resume ------------------------------------------------------------------------------------
     run = ckpt.RunState(ckpt.fingerprint(_fingerprint_config(cfg)), named, optimizer, scheduler,
-                        strategy, forget_stream, retain_stream, prec.scaler, accelerator.device)
+                        strategy, objective, forget_stream, retain_stream, prec.scaler, accelerator.device)
     done = ckpt.start(tc.checkpoint_dir, resume, bool(tc.checkpoint_every), accelerator.is_main_process, run)
     accelerator.wait_for_everyone()  # every process has read it before any writes the next
     start_step, log, elapsed_before = done.step, done.log, done.seconds
@@ -136,7 +136,8 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
         for step in range(start_step, steps):
             micro = [MicroBatch(next(forget_stream), next(retain_stream) if retain_stream else None)
                      for _ in range(tc.grad_accum)]
-            make_ctx = partial(StepContext, model, params, micro, losses, gamma=tc.gamma,
+            make_ctx = partial(StepContext, model, params, micro, losses,
+                               gamma=objective.retain_weight(tc.gamma),
                                lr=scheduler.get_last_lr()[0], step=step, total_steps=steps, collectives=dist,
                                forward_dtypes=prec.forward_dtypes, exact_forward=prec.exact_forward)
             ctx, grad_norm, passes = train_step(
@@ -146,7 +147,8 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
             done.passes += passes
             stats = dist.mean_stats(ctx.stats)
             entry = {"step": step + 1, **{k: v for k, v in stats.items() if v is not None},
-                     "grad_norm": grad_norm, "lr": ctx.lr, "passes": ctx.passes, **param.step_stats(model)}
+                     "grad_norm": grad_norm, "lr": ctx.lr, "passes": ctx.passes, **param.step_stats(model),
+                     **objective.after_step(stats)}
             if evaluate_fn is not None and tc.eval_every and ((step + 1) % tc.eval_every == 0
                                                                or step + 1 == steps):
                 entry["eval"] = _evaluate(evaluate_fn, model, accelerator)

@@ -37,6 +37,23 @@ class Objective:
     def retain_loss(self, model, batch: dict, reference) -> torch.Tensor | None:
         return None
 
+    def retain_weight(self, gamma: float) -> float:
+        """The retain loss's weight for the next step, given ``train.gamma`` (γ). A constant γ except
+        for objectives that adapt it (PDU's dual variable)."""
+        return gamma
+
+    def after_step(self, stats: dict) -> dict:
+        """Called once after each optimizer step with the step's logged statistics (means over
+        micro-batches and processes, so every process sees the same); returns statistics to log."""
+        return {}
+
+    def state_dict(self) -> dict:
+        """State carried from step to step, for checkpoints (JSON scalars)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
     def trainable_patterns(self, model) -> list[str] | None:
         """Regexes of parameter names this objective trains by default under full fine-tuning
         (``None``: all parameters)."""
