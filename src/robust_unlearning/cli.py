@@ -64,7 +64,8 @@ def demo(
     draws: int | None = typer.Option(None, help="Draws of the relearn set per budget."),
     attacks: str = typer.Option("relearn", help="Attacks/diagnostics per model: relearn (always) plus any of "
                                 "quantize, jailbreak, incontext, sharpness, landscape."),
-    benchmark: str = typer.Option("world", help="world, or tofu, muse-news, muse-books, wmdp (+ --model)."),
+    benchmark: str = typer.Option("world", help="world, world-smol (SmolLM2 fine-tuned on a world), or tofu, "
+                                                "muse-news, muse-books, wmdp (+ --model)."),
     model: str | None = typer.Option(None, help="Standard benchmarks: the model to unlearn."),
     data: Path | None = typer.Option(None, help="Standard benchmarks: local data (default: the hub)."),
     split: str | None = typer.Option(None, help="Standard benchmarks: tofu forget10, wmdp bio,cyber, ..."),

@@ -5,6 +5,11 @@ from a standard benchmark live here, and only here:
 - names: ``world`` / ``world-quick`` (the default evaluation world, seed 1), ``world-tiny`` (seconds to
   build, for tests), ``world-tune`` / ``world-quick-tune`` (the tuning world, seed 100), each with
   ``:seed=N`` (another world: other persons, facts and split);
+- ``world-smol`` (and ``world-smol-tune``, ``:seed=N``): a 20-person world on a *real* pretrained LM,
+  SmolLM2-135M-Instruct (dequantized Q4_1), fine-tuned on the world's facts as TOFU does (full model:
+  every person; gold: the retain persons) instead of trained from scratch (:mod:`..finetune`); its
+  recipe is ``recipes/world-smol.yaml`` (chosen on ``world-smol-tune`` by
+  ``benchmarks/real_model_tune.py``);
 - it brings its own models: the full model (what a demo unlearns) and the gold model (the floor);
 - attack results carry the world's MCQ evaluation; the relearning attack draws from the relearn
   pool (QA or biography form) and is scored by MCQ accuracy; the in-context attack needs its persons;
@@ -29,18 +34,32 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..errors import UnlearnError
+from ..finetune import FinetuneConfig
 from ..metrics.forget_quality import forget_quality
 from ..metrics.model_utility import model_utility
 from ..metrics.qa import QAItem, score_qa
-from ..world.generator import SENTENCES, TUNING_SEED, Fact, World
+from ..world.generator import SENTENCES, TUNING_SEED, Fact, World, WorldConfig
 from ..world.model import DEFAULT_SPEC, QUICK_SPEC, TINY_SPEC, WorldBundle, WorldSpec, build_world
 from . import BENCHMARKS, Benchmark
 
-WORLDS = {"world": DEFAULT_SPEC, "world-quick": QUICK_SPEC, "world-tiny": TINY_SPEC}
-NAMES = f"{', '.join(WORLDS)}, world-tune, world-quick-tune, or any of them with :seed=N"
+
+@dataclass(frozen=True)
+class RealWorldSpec:
+    """A world on a pretrained LM: the world's config, the base model and how it is fine-tuned."""
+
+    world: WorldConfig
+    base: str
+    finetune: FinetuneConfig
 
 
-def world_spec(name: str) -> WorldSpec:
+# the reduced real-model world of benchmarks/real_model.py --cpu-reduced (same config: same cache)
+SMOL_SPEC = RealWorldSpec(WorldConfig(n_persons=20, forget_fraction=0.2, relearn_pool=16, retain_eval=48),
+                          "smollm2-135m", FinetuneConfig(epochs=10, batch_size=8))
+WORLDS = {"world": DEFAULT_SPEC, "world-quick": QUICK_SPEC, "world-tiny": TINY_SPEC, "world-smol": SMOL_SPEC}
+NAMES = f"{', '.join(WORLDS)}, world-tune, world-quick-tune, world-smol-tune, or any of them with :seed=N"
+
+
+def world_spec(name: str) -> WorldSpec | RealWorldSpec:
     """The world a name stands for (see the module docstring)."""
     base, _, opts = name.partition(":")
     tune = base.endswith("-tune")
@@ -61,9 +80,31 @@ def is_world(name: str | None) -> bool:
     return bool(name) and name.partition(":")[0].removesuffix("-tune") in WORLDS
 
 
-def world_bundle(name: str) -> WorldBundle:
-    """The world ``name`` with its full and gold models (generated and trained once, then cached)."""
-    return build_world(world_spec(name))
+def is_real(name: str | None) -> bool:
+    """Whether ``name`` is a world on a pretrained LM (fine-tuned, not trained from scratch)."""
+    return is_world(name) and isinstance(world_spec(name), RealWorldSpec)
+
+
+def world_bundle(name: str, log=None) -> WorldBundle:
+    """The world ``name`` with its full and gold models (generated and trained or fine-tuned once,
+    then cached). A real world's models are fine-tuned on the GPU when there is one (bf16), else on
+    the CPU (float32)."""
+    spec = world_spec(name)
+    if not isinstance(spec, RealWorldSpec):
+        return build_world(spec)
+    import torch
+
+    from ..finetune import build_real_world
+    from ..models import ensure_model, is_named
+    from ..world.generator import generate_world
+
+    log = log or print
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if is_named(spec.base):
+        ensure_model(spec.base, log=log)
+    real = build_real_world(generate_world(spec.world), spec.base, spec.finetune, device=device,
+                            dtype="bfloat16" if device == "cuda" else "float32", log=log)
+    return WorldBundle(spec, real.world, real.full_dir, real.gold_dir)
 
 
 def fact_item(fact: Fact) -> QAItem:
@@ -149,7 +190,9 @@ class WorldBenchmark(Benchmark):
     def recipe(self, path=None) -> dict:
         from ..recipes import load_recipe
 
-        return super().recipe(path) if path is not None else load_recipe("world")
+        if path is not None:
+            return super().recipe(path)
+        return load_recipe("world-smol" if is_real(self.name) else "world")
 
     def default_model(self):
         return self.bundle().full_dir
