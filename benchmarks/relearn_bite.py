@@ -1,0 +1,199 @@
+"""What makes relearning bite? An exploration on the *tuning* world only (docs/protocol.md, issue
+"honest robustness evidence", item 7).
+
+The protocol asks for a world where vanilla NPO, at its chosen setting, recovers at least 40 % of what
+it forgot under the largest relearning attack, (post − pre) / (original − pre) ≥ 0.4, while gold moves
+by at most 0.05. The attack calibration (benchmarks/results/frontier/calibration.json) reached 0.19–0.33
+on the default tuning world by varying the attack's lr and budget. This script varies what it did not:
+
+- **the world model's size**: the quick world's model (hidden 96, 3 layers), a wider one (hidden 256)
+  and a deeper one (8 layers), each trained from scratch on the same tuning world;
+- **unlearning strength**: NPO at the recipe's lr for fewer or more steps;
+- **the attack's form**: QA pairs or the biography sentences stating the same facts.
+
+Every cell: NPO unlearned once (seed 0), then NPO's model and gold attacked with the same draws
+(``--draws``) at each budget; recovery at the largest budget and how far gold moved. Results
+(``results.json``, ``report.md``) go to ``--out``. Nothing here reads an evaluation world.
+
+    python benchmarks/relearn_bite.py --out benchmarks/results/relearn-bite
+    python benchmarks/relearn_bite.py --smoke --out /tmp/bite-smoke         # tiny world, a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# model variants on the quick tuning world (hidden, intermediate, layers, heads)
+MODELS = {
+    "quick (96 x 3)": {"hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 3,
+                       "num_attention_heads": 4},
+    "wide (256 x 3)": {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 3,
+                       "num_attention_heads": 4},
+    "deep (96 x 8)": {"hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 8,
+                      "num_attention_heads": 4},
+}
+# the same three on the tiny world of --smoke (seconds)
+SMOKE_MODELS = {"quick (96 x 3)": {}, "wide (256 x 3)": {"hidden_size": 64, "intermediate_size": 128},
+                "deep (96 x 8)": {"num_hidden_layers": 4}}
+STEPS = [50, 100, 200]  # NPO steps at the recipe's lr (the world recipe's NPO: 200)
+ATTACK = {"lr": 1e-3, "batch_size": 8, "budgets": [[20, 10], [20, 40], [20, 100]]}
+FORMS = ["qa", "bio"]
+
+
+def build(spec, log):
+    from robust_unlearning.world.model import build_world
+
+    t = time.perf_counter()
+    bundle = build_world(spec)
+    log(f"world {spec.key()} ready ({time.perf_counter() - t:.0f} s)")
+    return bundle
+
+
+def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws: int, smoke: bool) -> dict:
+    from robust_unlearning.attacks.relearn import RelearnConfig, relearn_attack
+    from robust_unlearning.config import build_config
+    from robust_unlearning.loop import unlearn
+    from robust_unlearning.metrics.knowledge import recovery
+    from robust_unlearning.recipes import load_recipe, method_config
+    from robust_unlearning.world.benchmark import evaluate, unlearning_data
+
+    world = bundle.world
+    forget, retain = unlearning_data(world)
+    data = method_config("npo", load_recipe("world"))
+    data.setdefault("train", {}).update({"seed": 0, "steps": steps})
+    if smoke:
+        data["train"]["batch_size"] = 4
+    t = time.perf_counter()
+    model = unlearn(copy.deepcopy(full), tok, forget, retain, build_config(data)).export()
+    unlearn_s = time.perf_counter() - t
+    original = evaluate(full, tok, world)["forget_acc"]
+    scores = evaluate(model, tok, world)
+    gold_pre = evaluate(gold, tok, world)["forget_acc"]
+    cfg = RelearnConfig(budgets=[tuple(b) for b in attack["budgets"]], lr=attack["lr"],
+                        batch_size=attack["batch_size"], seeds=list(range(draws)), form=form)
+    t = time.perf_counter()
+    rows_npo = relearn_attack(model, tok, world, cfg)
+    rows_gold = relearn_attack(gold, tok, world, cfg)
+    attack_s = time.perf_counter() - t
+    out = {"steps": steps, "form": form, "original": original, "pre": scores["forget_acc"],
+           "retain_acc": scores["retain_acc"], "gold_pre": gold_pre, "budgets": [],
+           "seconds": {"unlearn": round(unlearn_s, 1), "attack": round(attack_s, 1)}}
+    for b in cfg.budgets:
+        post = [r["forget_acc"] for r in rows_npo if (r["samples"], r["steps"]) == tuple(b)]
+        gpost = [r["forget_acc"] for r in rows_gold if (r["samples"], r["steps"]) == tuple(b)]
+        mean = statistics.fmean(post)
+        out["budgets"].append({
+            "budget": list(b), "post": mean, "post_draws": post, "gold_post": statistics.fmean(gpost),
+            "gold_moved": statistics.fmean(gpost) - gold_pre,
+            "recovery": recovery(scores["forget_acc"], mean, original),
+            "gap": abs(mean - statistics.fmean(gpost)),
+        })
+    return out
+
+
+def render(results: dict) -> str:
+    att = results["attack"]
+    lines = [
+        "# What makes relearning bite (tuning world only)", "",
+        f"World: {results['world']['n_persons']} persons, tuning seed {results['world']['seed']}, relearn "
+        f"pool {results['world']['relearn_pool']}; NPO at the world recipe's lr for the given steps "
+        f"(seed 0); attack AdamW lr {att['lr']}, batch {att['batch_size']}, {results['draws']} draws "
+        f"per budget (the same for NPO and gold). Recovery = (post − pre) / (original − pre) at the "
+        f"largest budget {att['budgets'][-1][0]}×{att['budgets'][-1][1]}; the goal is ≥ 0.40 with gold "
+        "moving ≤ 0.05.", "",
+        "| model | params | NPO steps | form | original | NPO pre | retain | post | recovery "
+        "| gold pre → post | gap |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in results["models"]:
+        for c in m["cells"]:
+            last = c["budgets"][-1]
+            rec = "–" if last["recovery"] is None else f"{last['recovery']:.2f}"
+            lines.append(
+                f"| {m['label']} | {m['parameters'] / 1e6:.1f} M | {c['steps']} | {c['form']} | "
+                f"{c['original']:.3f} | {c['pre']:.3f} | {c['retain_acc']:.3f} | {last['post']:.3f} | "
+                f"{rec} | {c['gold_pre']:.3f} → {last['gold_post']:.3f} | {last['gap']:.3f} |")
+    lines += ["", f"Machine: {results['environment']['machine']}; {results['date']}; total "
+              f"{results['seconds']} s.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="benchmarks/results/relearn-bite")
+    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated labels of MODELS")
+    ap.add_argument("--steps", default=",".join(map(str, STEPS)))
+    ap.add_argument("--forms", default=",".join(FORMS))
+    ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true", help="the tiny tuning world, one cell per model")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from robust_unlearning.io import load_model, write_json_atomic, write_text_atomic
+    from robust_unlearning.world.generator import TUNING_SEED
+    from robust_unlearning.world.model import QUICK_SPEC, TINY_SPEC
+
+    os.environ.setdefault("ROBUST_UNLEARNING_QUIET", "1")
+    t0 = time.perf_counter()
+
+    def log(msg):
+        print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
+
+    base = TINY_SPEC if args.smoke else QUICK_SPEC
+    base = dataclasses.replace(base, world=dataclasses.replace(base.world, seed=TUNING_SEED))
+    labels = [x.strip() for x in args.models.split(",") if x.strip()]
+    for label in labels:
+        if label not in MODELS:
+            sys.exit(f"unknown model {label!r}; known: {', '.join(MODELS)}")
+    steps = [int(x) for x in args.steps.split(",")]
+    forms = [x.strip() for x in args.forms.split(",")]
+    attack = ({"lr": 1e-3, "batch_size": 4, "budgets": [[4, 2], [4, 5]]} if args.smoke else ATTACK)
+    if args.smoke:
+        steps, forms = steps[:1], forms[:1]
+    results = {"world": dataclasses.asdict(base.world), "attack": attack, "draws": args.draws,
+               "date": time.strftime("%Y-%m-%d"), "smoke": args.smoke,
+               "environment": {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch "
+                               f"{torch.__version__}, {torch.get_num_threads()} threads"},
+               "models": []}
+    out = Path(args.out)
+    for label in labels:
+        shape = (SMOKE_MODELS if args.smoke else MODELS)[label]
+        spec = dataclasses.replace(base, model=dataclasses.replace(base.model, **shape))
+        bundle = build(spec, log)
+        full, tok = load_model(bundle.full_dir)
+        gold, _ = load_model(bundle.gold_dir)
+        entry = {"label": label, "model": dataclasses.asdict(spec.model),
+                 "parameters": sum(p.numel() for p in full.parameters()),
+                 "pretrain": json.loads((bundle.full_dir / "world_meta.json").read_text()).get("history"),
+                 "cells": []}
+        results["models"].append(entry)
+        for s in steps:
+            for form in forms:
+                cell = run_cell(bundle, full, gold, tok, s, form, attack, args.draws, args.smoke)
+                entry["cells"].append(cell)
+                last = cell["budgets"][-1]
+                log(f"{label} npo {s} steps, {form}: pre {cell['pre']:.3f} retain {cell['retain_acc']:.3f} "
+                    f"-> post {last['post']:.3f} (recovery {last['recovery']}); gold {cell['gold_pre']:.3f} "
+                    f"-> {last['gold_post']:.3f}")
+                results["seconds"] = round(time.perf_counter() - t0, 1)
+                write_json_atomic(out / "results.json", results)  # a run cut short keeps its cells
+    results["seconds"] = round(time.perf_counter() - t0, 1)
+    write_json_atomic(out / "results.json", results)
+    write_text_atomic(out / "report.md", render(results))
+    print(render(results))
+    return results
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    main()
