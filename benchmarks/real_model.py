@@ -22,7 +22,7 @@ Sizes:
 
     python benchmarks/real_model.py --device cuda --dtype bfloat16 --seeds 3 \
         --out benchmarks/results/real-model
-    python benchmarks/real_model.py --cpu-reduced --seeds 1
+    python benchmarks/real_model.py --cpu-reduced --seeds 1      # one seed (seed 0); --seeds 0,1 lists them
     python benchmarks/real_model.py --smoke --out /tmp/real-smoke
 
 The world-dependent glue is :func:`make_world` (which world, which relearn pool) and the ``attack``
@@ -111,14 +111,12 @@ def timestamped_log():
     return lambda msg: print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
 
 
-def _parse_seeds(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()] if "," in text else list(range(int(text)))
-
-
 def main(argv: list[str] | None = None) -> dict:
     from robust_unlearning.attacks.relearn import RelearnConfig, relearn_attack, summarize
     from robust_unlearning.benchmarks.world_demo import summarize_entries
+    from robust_unlearning.cli_common import parse_seeds
     from robust_unlearning.config import build_config, deep_merge, load_yaml
+    from robust_unlearning.errors import UnlearnError
     from robust_unlearning.finetune import FinetuneConfig, autocast, build_real_world
     from robust_unlearning.io import load_model, write_json_atomic, write_text_atomic
     from robust_unlearning.loop import unlearn
@@ -151,7 +149,10 @@ def main(argv: list[str] | None = None) -> dict:
     preset = dict(PRESETS[preset_name])
     device = args.device
     dtype = args.dtype or ("bfloat16" if torch.device(device).type == "cuda" else "float32")
-    seeds = _parse_seeds(args.seeds)
+    try:  # the CLI's parser: "--seeds 0" is refused (a count of none), not an empty run
+        seeds = parse_seeds(args.seeds)
+    except UnlearnError as exc:
+        ap.error(str(exc))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         parse_method(m)
