@@ -14,6 +14,7 @@ import pytest
 import torch
 
 os.environ.setdefault("ROBUST_UNLEARNING_QUIET", "1")
+os.environ.setdefault("ROBUST_UNLEARNING_PARALLEL_WORLD", "0")  # test_world.py tests the parallel build
 torch.set_num_threads(int(os.environ.get("ROBUST_UNLEARNING_TEST_THREADS", "2")))  # 1 on a busy machine
 
 from robust_unlearning.world.generator import WorldConfig, generate_world  # noqa: E402

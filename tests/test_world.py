@@ -86,3 +86,31 @@ def test_mcq_accuracy_of_random_model_is_near_chance_and_trained_model_learns(
     trained_acc = fact_mcq_accuracy(trained_tiny, tiny_tokenizer, facts)
     assert random_acc < 0.45
     assert trained_acc > random_acc + 0.1
+
+
+def test_full_and_gold_trained_side_by_side_equal_the_serial_build(tmp_path, monkeypatch):
+    """``build_world(parallel=True)`` trains gold in a second process, each model on half of the
+    threads: with 2 threads that is 1 each, so both models are bitwise those of a serial build at 1
+    thread (same seeds, same data order), and the tokenizers agree."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from robust_unlearning.world.model import TINY_SPEC, build_world
+
+    spec = dataclasses.replace(TINY_SPEC, pretrain=dataclasses.replace(TINY_SPEC.pretrain, epochs=2))
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("ROBUST_UNLEARNING_CACHE", str(tmp_path / "serial"))
+        torch.set_num_threads(1)
+        serial = build_world(spec, parallel=False)
+        monkeypatch.setenv("ROBUST_UNLEARNING_CACHE", str(tmp_path / "parallel"))
+        torch.set_num_threads(2)
+        side = build_world(spec, parallel=True)
+    finally:
+        torch.set_num_threads(threads)
+    for name in ("full_dir", "gold_dir"):
+        a, b = getattr(serial, name), getattr(side, name)
+        wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
+        assert (a / "tokenizer.json").read_text() == (b / "tokenizer.json").read_text()

@@ -194,6 +194,34 @@ def _save_dir_atomic(model, tokenizer, target: Path, meta: dict) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _train_one(spec: WorldSpec, force: bool, which: str, threads: int) -> None:
+    os.environ["ROBUST_UNLEARNING_QUIET"] = "1"  # one progress display: the full model's
+    torch.set_num_threads(threads)
+    build_world(spec, force, only=(which,), parallel=False)
+
+
+def _train_side_by_side(spec: WorldSpec, force: bool) -> None:
+    """The gold model in a spawned process, the full model here, each with half of the threads."""
+    import multiprocessing
+
+    threads = torch.get_num_threads()
+    mine, theirs = threads - threads // 2, threads // 2
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=_train_one, args=(spec, force, "gold", theirs))
+    child.start()
+    try:
+        torch.set_num_threads(mine)
+        build_world(spec, force, only=("full",), parallel=False)
+    except BaseException:
+        child.terminate()
+        raise
+    finally:
+        torch.set_num_threads(threads)
+        child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"training the gold model failed in its process (exit code {child.exitcode})")
+
+
 @dataclass
 class WorldBundle:
     spec: WorldSpec
@@ -203,12 +231,23 @@ class WorldBundle:
 
 
 def build_world(spec: WorldSpec = DEFAULT_SPEC, force: bool = False,
-                only: tuple[str, ...] = ("full", "gold")) -> WorldBundle:
+                only: tuple[str, ...] = ("full", "gold"), parallel: bool | None = None) -> WorldBundle:
     """Generate the world and load or train the full and gold models (cached). ``only``: train just
-    these of the two (several processes can then train one world's models side by side)."""
+    these of the two (several processes can then train one world's models side by side).
+    ``parallel`` (default: with at least two threads, unless ``ROBUST_UNLEARNING_PARALLEL_WORLD=0``):
+    when both models are to be trained, the gold model is trained in a second process with half of
+    the threads while this one trains the full model. Each model's training is the same either way
+    (its own seed); the thread count only changes float rounding."""
     world = generate_world(spec.world)
     root = cache_root() / f"world-{spec.key()}"
     full_dir, gold_dir = root / "full", root / "gold"
+    missing = [n for n, d in (("full", full_dir), ("gold", gold_dir))
+               if n in only and (force or not (d / "model.safetensors").exists())]
+    if parallel is None:
+        parallel = torch.get_num_threads() >= 2 and os.environ.get("ROBUST_UNLEARNING_PARALLEL_WORLD") != "0"
+    if parallel and len(missing) == 2:
+        _train_side_by_side(spec, force)
+        return WorldBundle(spec, world, full_dir, gold_dir)
     cached = (full_dir / "model.safetensors").exists() and (gold_dir / "model.safetensors").exists()
     if force or not cached:
         torch.manual_seed(spec.pretrain.seed)
