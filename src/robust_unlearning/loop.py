@@ -186,7 +186,12 @@ def train_step(strategy, make_ctx: Callable[[], StepContext], optimizer, params,
     if not math.isfinite(grad_norm):
         raise NonFiniteLossError("gradient", step)
     precision.rescale(params, scaler)
-    if max_grad_norm:
+    if max_grad_norm and scaler is None and not collectives.sharded:
+        # the norm just computed is the one clipping would compute (float32, exactly): scale by it
+        # instead of a second pass over the gradients (bitwise torch's clip_grad_norm_)
+        total = torch.tensor(grad_norm, dtype=torch.float32)
+        torch.nn.utils.clip_grads_with_norm_([p for p in params if p.grad is not None], max_grad_norm, total)
+    elif max_grad_norm:
         clip(params, max_grad_norm)
     optimizer.step()
     if scheduler is not None:
