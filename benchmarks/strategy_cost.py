@@ -14,9 +14,10 @@ For every strategy (objective GradDiff, full fine-tuning, the world recipe's bat
   ``run_peak_extra_mb`` is the peak of setup + two whole steps (optimizer included) above plain's:
   on a small model the optimizer's first step can set the peak for every strategy.
 
-Usage: ``python benchmarks/strategy_cost.py [--quick] [--steps 6] [--fused]``; writes
-``benchmarks/results/strategy_cost.json`` (``strategy_cost_fused.json`` with ``--fused``: the loop's
-``train.fused_optimizer``) and prints a table.
+Usage: ``python benchmarks/strategy_cost.py [--quick] [--steps 6] [--unfused]``; writes
+``benchmarks/results/strategy_cost.json`` with the loop's default optimizer, torch's fused AdamW
+(``strategy_cost_unfused.json`` with ``--unfused``: the per-tensor AdamW, ``train.fused_optimizer:
+false``) and prints a table.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Harness:
     """The loop's step (:func:`~robust_unlearning.loop.train_step`: zero grads, strategy, clip,
     AdamW, after_step) on fixed batches."""
 
-    def __init__(self, model, tokenizer, forget, retain, batch_size: int, fused: bool = False):
+    def __init__(self, model, tokenizer, forget, retain, batch_size: int, fused: bool = True):
         self.model = model
         self.fused = fused
         self.objective = OBJECTIVES.build("graddiff", {})
@@ -143,13 +144,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--strategies", default=",".join(STRATEGY_OPTIONS))
-    ap.add_argument("--fused", action="store_true",
-                    help="the loop's train.fused_optimizer: torch's fused AdamW (default: the plain one)")
+    ap.add_argument("--unfused", action="store_true",
+                    help="the per-tensor AdamW (train.fused_optimizer: false; default: the loop's fused one)")
     ap.add_argument("--out", default=None, help="default: results/strategy_cost.json "
-                                               "(strategy_cost_fused.json with --fused)")
+                                               "(strategy_cost_unfused.json with --unfused)")
     args = ap.parse_args()
+    args.fused = not args.unfused
     args.out = args.out or str(Path(__file__).parent / "results" /
-                               ("strategy_cost_fused.json" if args.fused else "strategy_cost.json"))
+                               ("strategy_cost_unfused.json" if args.unfused else "strategy_cost.json"))
     torch.manual_seed(0)
     spec = QUICK_SPEC if args.quick else DEFAULT_SPEC
     bundle = build_world(spec)
@@ -182,6 +184,7 @@ def main() -> None:
         "optimizer": "AdamW (fused)" if args.fused else "AdamW",
         "trainable_parameters": sum(p.numel() for p in h.params), "gradient_buffer_mb": grad_bytes / 2**20,
         "torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "options": {n: STRATEGY_OPTIONS[n] for n in names}, "strategies": rows,
         "goals": {"overhead": "<= 1.15", "sam_extra_grad_buffers": "<= 1"},
     }

@@ -34,7 +34,9 @@ class TrainConfig(_Strict):
     grad_accum: int = 1
     lr: float = 1e-5
     weight_decay: float = 0.0
-    fused_optimizer: bool = False  # torch's fused AdamW (faster; rounding differs from the default)
+    # torch's fused AdamW (one kernel for the whole update); None: fused unless the gradients are
+    # sharded (FSDP2 / DeepSpeed). False: the per-tensor AdamW of the figures measured before 2026-12-01
+    fused_optimizer: bool | None = None
     scheduler: str = "constant"  # any ``transformers.get_scheduler`` name
     warmup_steps: int = 0
     max_grad_norm: float | None = 1.0
