@@ -104,7 +104,7 @@ def compute(strategy, make_ctx, optimizer, step: int, scaler=None, streams=()):
     """Zero the gradients and let the strategy compute the update into ``.grad``; where the
     loss-scaled (fp16) gradient overflowed, redo it at S/2 on the same batches (``streams`` are
     rewound). Returns ``(ctx, passes of the abandoned tries)``."""
-    positions = [s.state_dict() for s in streams]
+    positions = [s.state_dict() for s in streams] if scaler is not None else []  # only fp16 retries
     wasted = 0
     while True:
         optimizer.zero_grad(set_to_none=True)
