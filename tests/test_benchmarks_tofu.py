@@ -231,3 +231,71 @@ def test_single_file_path_only_stands_for_its_own_set(tmp_path):
     assert len(bench.eval_items("forget")) == 3
     with pytest.raises(UnlearnError, match="a data file holds one set"):
         bench.eval_items("retain")
+
+
+def _classifier_dir(tmp_path, tokenizer):
+    """A random 4-class sequence classifier (Llama) saved with the tiny tokenizer: a stand-in for
+    open-unlearning's gibberish detector."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    torch.manual_seed(3)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, num_labels=4,
+                      pad_token_id=tokenizer.pad_token_id)
+    return save_model(LlamaForSequenceClassification(cfg), tokenizer, tmp_path / "classifier")
+
+
+def test_gibberish_metric_is_the_classifiers_clean_probability_on_forget_generations(
+        tmp_path, tiny_model, tiny_tokenizer):
+    """``-o gibberish=DIR``: summary forget_gibberish = mean over forget questions of softmax(classifier
+    logits)[class] on the model's greedy answer, each text classified alone (no padding) by hand."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from robust_unlearning.metrics.qa import score_qa
+
+    clf_dir = _classifier_dir(tmp_path, tiny_tokenizer)
+    bench = build_benchmark("tofu", write_tofu(tmp_path / "tofu"), "forget10",
+                            {"max_new_tokens": 6, "gibberish": str(clf_dir), "gibberish_class": 2})
+    report = bench.evaluate(tiny_model, tiny_tokenizer)
+    gens = score_qa(tiny_model, tiny_tokenizer, bench.eval_items("forget"), max_new_tokens=6,
+                    keep_generations=True)["generations"]
+    assert len(gens) == 3
+    clf = AutoModelForSequenceClassification.from_pretrained(clf_dir).eval()
+    want = []
+    with torch.no_grad():
+        for text in gens:
+            ids = tiny_tokenizer(text, return_tensors="pt")
+            want.append(float(torch.softmax(clf(**ids).logits, -1)[0, 2]))
+    assert report["forget"]["gibberish_scores"] == pytest.approx(want, rel=1e-5)
+    assert report["summary"]["forget_gibberish"] == pytest.approx(sum(want) / 3, rel=1e-5)
+    assert "generations" not in report["forget"]
+    with pytest.raises(UnlearnError, match="needs generate"):
+        build_benchmark("tofu", tmp_path / "tofu", "forget10", {"gibberish": str(clf_dir), "generate": False}
+                        ).prepare()
+    with pytest.raises(UnlearnError, match="cannot load the text classifier"):
+        build_benchmark("tofu", tmp_path / "tofu", "forget10",
+                        {"gibberish": str(tmp_path / "nowhere"), "max_new_tokens": 2}).evaluate(
+                            tiny_model, tiny_tokenizer)
+
+
+def test_classification_prob_batches_texts_of_different_lengths_as_one_at_a_time(tmp_path, tiny_tokenizer):
+    import torch
+
+    from robust_unlearning.metrics.classifier import classification_prob, load_classifier
+
+    clf, tok = load_classifier(str(_classifier_dir(tmp_path, tiny_tokenizer)))
+    texts = ["Basil was born", "in the city of Veloria where he grew up and", "x", "Mars"]
+    batched = classification_prob(clf, tok, texts, class_id=0, batch_size=4)
+    alone = [classification_prob(clf, tok, [t], class_id=0)["value"] for t in texts]
+    assert batched["scores"] == pytest.approx(alone, rel=1e-5)
+    assert batched["value"] == pytest.approx(sum(alone) / 4, rel=1e-6)
+    assert len(set(round(a, 6) for a in alone)) == 4  # the texts differ to the classifier
+    other = classification_prob(clf, tok, texts, class_id=3)["scores"]
+    assert all(0 < a < 1 and 0 < b < 1 for a, b in zip(alone, other, strict=True))
+    with torch.no_grad():
+        logits = clf(**tok(texts[1], return_tensors="pt")).logits[0]
+    assert other[1] == pytest.approx(float(torch.softmax(logits, -1)[3]), rel=1e-5)
+    with pytest.raises(UnlearnError, match="class 4"):
+        classification_prob(clf, tok, texts, class_id=4)

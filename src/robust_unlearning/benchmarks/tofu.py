@@ -20,7 +20,8 @@ forget set the per-question truth ratios and, given the retain-only model (``ref
 directory, or a reference JSON: the report of that model or TOFU's ``eval_log_forget.json``), the
 forget quality; model utility over the nine utility values. Optional (``benchmarks/extras.py``):
 ``memorization`` (EM, ES on the forget answers) and ``mia`` (membership attacks, forget vs TOFU's
-``holdout01|05|10``, AUC).
+``holdout01|05|10``, AUC) and ``gibberish`` (a text classifier's P(clean) on the forget
+generations, open-unlearning's gibberish metric: :mod:`..metrics.classifier`).
 
 Prompt: ``template`` formats the question (default ``"Question: {question}\\nAnswer:"``); set it to
 your model's chat format (TOFU's Llama-2 models use ``"[INST] {question} [/INST]"``).
@@ -60,6 +61,10 @@ class TOFU(Benchmark):
     exclude: list[str] | None = None  # forget-evaluation questions (as templated) to leave out
     memorization: bool = False  # exact memorization and extraction strength on the forget answers
     mia: list[str] | None = None  # membership attacks (metrics/mia.py), forget vs holdout01|05|10
+    # a text classifier (directory or hub id) scoring the forget generations: open-unlearning's gibberish
+    # metric (madhurjindal/autonlp-Gibberish-Detector-492513457, class 0 = clean; metrics/classifier.py)
+    gibberish: str | None = None
+    gibberish_class: int = 0
 
     def __post_init__(self):
         if self.split not in SPLITS:
@@ -135,7 +140,8 @@ class TOFU(Benchmark):
     def _score(self, model, tokenizer, which: str) -> dict:
         return score_qa(model, tokenizer, self.eval_items(which), generate=self.generate,
                         share=which in ("real_authors", "world_facts"), perturbed_mean=self.perturbed_mean,
-                        max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+                        max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
+                        keep_generations=which == "forget" and self.gibberish is not None)
 
     def reference_truth_ratios(self) -> list[float] | None:
         if self.reference is None:
@@ -155,6 +161,8 @@ class TOFU(Benchmark):
         return ratios
 
     def prepare(self) -> None:
+        if self.gibberish is not None and not self.generate:
+            raise UnlearnError("TOFU: gibberish scores the forget generations; it needs generate=true")
         for name in EVAL_SETS:
             self.eval_items(name)
         if self.reference is not None and not Path(self.reference).is_dir():
@@ -183,4 +191,12 @@ class TOFU(Benchmark):
             from .extras import tofu_metrics
 
             summary.update(tofu_metrics(self, model, tokenizer, report))
+        if self.gibberish is not None:
+            from ..metrics.classifier import classification_prob, load_classifier
+
+            clf, clf_tok = self._cached("gibberish", lambda: load_classifier(self.gibberish))
+            gib = classification_prob(clf, clf_tok, report["forget"].pop("generations"),
+                                      self.gibberish_class, self.batch_size)
+            summary["forget_gibberish"] = gib["value"]
+            report["forget"]["gibberish_scores"] = gib["scores"]
         return {"summary": summary, "directions": directions(summary), **report}

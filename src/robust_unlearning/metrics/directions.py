@@ -22,6 +22,7 @@ LABELS: dict[str, str] = {
     "forget_truth_ratio": "higher is better (mean min(R, 1/R); 1 = cannot tell right from wrong)",
     "forget_quality": "higher is better (KS-test p-value against the retain-only model)",
     "model_utility": HIGHER,
+    "forget_gibberish": "higher is better (P(clean) of the forget answers: fluent, not noise)",
     # MUSE
     "verbmem_forget": LOWER,
     "knowmem_forget": LOWER,
