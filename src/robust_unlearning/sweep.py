@@ -358,7 +358,7 @@ def _ms(vals: list[float]) -> tuple[float | None, float | None]:
     vals = [v for v in vals if v is not None]
     if not vals:
         return None, None
-    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)  # one: no spread
 
 
 SUMMARY_KEYS = (
