@@ -28,6 +28,18 @@ def scratch():
         yield Path(d)
 
 
+def read_or_refuse(read, path: Path):
+    """``read(path)``'s result, or ``None`` when it refused with the only failure allowed: one
+    one-line :class:`UnlearnError` that names the file."""
+    from robust_unlearning.errors import UnlearnError
+
+    try:
+        return read(path)
+    except UnlearnError as exc:
+        assert str(path) in str(exc) and "\n" not in str(exc)
+        return None
+
+
 # --------------------------------------------------------------------------- JSON lines, by line kind
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
