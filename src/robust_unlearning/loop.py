@@ -148,9 +148,10 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict] | None, cfg
                 scaler=prec.scaler)
             done.passes += passes
             stats = dist.mean_stats(ctx.stats)
+            objective_stats = objective.after_step(stats)  # e.g. PDU's dual update, from this step's losses
             entry = {"step": step + 1, **{k: v for k, v in stats.items() if v is not None},
                      "grad_norm": grad_norm, "lr": ctx.lr, "passes": ctx.passes, **param.step_stats(model),
-                     **objective.after_step(stats)}
+                     **objective_stats}
             if evaluate_fn is not None and tc.eval_every and ((step + 1) % tc.eval_every == 0
                                                                or step + 1 == steps):
                 entry["eval"] = _evaluate(evaluate_fn, model, accelerator)
