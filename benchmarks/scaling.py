@@ -34,7 +34,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from strategy_cost import STRATEGY_OPTIONS, Harness, peak_bytes  # noqa: E402
+from strategy_cost import STRATEGY_OPTIONS, Harness, peak_bytes, strategy_rows  # noqa: E402
 
 # random Llama shapes (vocab: the world tokenizer's 2048; tied embeddings)
 SIZES = {
@@ -72,22 +72,6 @@ def models(sizes: list[str], world_tok):
             yield "smollm2-135m", model, tok
         else:
             yield s, random_model(SIZES[s], world_tok), world_tok
-
-
-def strategy_rows(h: Harness, steps: int, names: list[str]) -> dict:
-    rows = {}
-    for name in names:
-        r = h.run(name, steps + 1)
-        rows[name] = {"passes_per_step": r["passes"], "step_seconds": statistics.median(r["times"]),
-                      "overhead": statistics.median(r["ratios"])}
-    base = None
-    for name in ["plain"] + [n for n in names if n != "plain"]:
-        r = h.run(name, 2, profile_last=True)
-        peak = r["compute_peak"] + r["state_bytes"]
-        base = peak if name == "plain" else base
-        if name in rows:
-            rows[name]["extra_mb"] = (peak - base) / 2**20
-    return rows
 
 
 def parameterization_rows(model, tok, forget, retain, batch: int, steps: int) -> dict:
@@ -185,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
         model.train()
         h = Harness(model, tok, forget, retain, args.batch_size)
         row = {"label": label, "parameters": sum(p.numel() for p in model.parameters())}
-        row["strategies"] = strategy_rows(h, args.steps, names)
+        row["strategies"] = strategy_rows(h, args.steps, names, run_peak=False)
         row["parameterizations"] = parameterization_rows(model, tok, forget, retain, args.batch_size,
                                                          args.steps)
         row.update(throughput(model, tok, bundle.world))

@@ -111,6 +111,32 @@ class Harness:
                 "state_bytes": state}
 
 
+def strategy_rows(h: Harness, steps: int, names: list[str], run_peak: bool = True) -> dict:
+    """Per strategy: passes per step, median step time and overhead over ``steps`` timed steps, and
+    memory above plain's (``run_peak``: also the peak of setup + two whole steps)."""
+    grad_bytes = sum(p.numel() * p.element_size() for p in h.params)
+    rows = {}
+    for name in names:
+        r = h.run(name, steps + 1)
+        rows[name] = {"passes_per_step": r["passes"], "step_seconds": statistics.median(r["times"]),
+                      "overhead": statistics.median(r["ratios"])}
+    base = None
+    for name in ["plain"] + [n for n in names if n != "plain"]:
+        # setup + 2 steps, optimizer included
+        whole = peak_bytes(lambda n=name: h.run(n, 2)) if run_peak else 0
+        r = h.run(name, 2, profile_last=True)  # strategy.compute alone, after a warm-up step
+        compute = r["compute_peak"] + r["state_bytes"]  # + what the strategy keeps between steps
+        if name == "plain":
+            base = (whole, compute)
+        if name in rows:
+            rows[name].update({"extra_mb": (compute - base[1]) / 2**20,
+                               "extra_grad_buffers": (compute - base[1]) / grad_bytes,
+                               "state_mb": r["state_bytes"] / 2**20})
+            if run_peak:
+                rows[name]["run_peak_extra_mb"] = (whole - base[0]) / 2**20
+    return rows
+
+
 def _profiled(compute, peaks: list):
     return lambda ctx: peaks.append(peak_bytes(lambda: compute(ctx)))
 
@@ -161,24 +187,7 @@ def main() -> None:
     h = Harness(model, tokenizer, forget, retain, args.batch_size, args.fused)
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
     grad_bytes = sum(p.numel() * p.element_size() for p in h.params)
-
-    rows = {}
-    for name in names:
-        r = h.run(name, args.steps + 1)
-        rows[name] = {"passes_per_step": r["passes"], "step_seconds": statistics.median(r["times"]),
-                      "overhead": statistics.median(r["ratios"])}
-    base = None
-    for name in ["plain"] + [n for n in names if n != "plain"]:
-        run_peak = peak_bytes(lambda n=name: h.run(n, 2))  # setup + 2 steps, optimizer included
-        r = h.run(name, 2, profile_last=True)  # strategy.compute alone, after a warm-up step
-        compute = r["compute_peak"] + r["state_bytes"]  # + what the strategy keeps between steps
-        if name == "plain":
-            base = (run_peak, compute)
-        if name in rows:
-            rows[name].update({
-                "extra_mb": (compute - base[1]) / 2**20,
-                "extra_grad_buffers": (compute - base[1]) / grad_bytes,
-                "state_mb": r["state_bytes"] / 2**20, "run_peak_extra_mb": (run_peak - base[0]) / 2**20})
+    rows = strategy_rows(h, args.steps, names)
     result = {
         "world": "quick" if args.quick else "default", "objective": "graddiff", "batch_size": args.batch_size,
         "optimizer": "AdamW (fused)" if args.fused else "AdamW",
