@@ -47,15 +47,11 @@ SMOKE_ATTACKS = [{"lr": 1e-3, "budgets": [[2, 1], [4, 2]]}, {"lr": 3e-3, "budget
 
 def _train_one(args: tuple[str, str, int]) -> tuple[str, str, float]:
     name, which, threads = args
-    import torch
-
-    torch.set_num_threads(threads)
-    os.environ.setdefault("ROBUST_UNLEARNING_QUIET", "1")
     from robust_unlearning.benchmarks.world import world_spec
-    from robust_unlearning.world.model import build_world
+    from robust_unlearning.world.model import train_one
 
     t = time.perf_counter()
-    build_world(world_spec(name), only=(which,))
+    train_one(world_spec(name), False, which, threads)
     return name, which, time.perf_counter() - t
 
 

@@ -194,8 +194,10 @@ def _save_dir_atomic(model, tokenizer, target: Path, meta: dict) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _train_one(spec: WorldSpec, force: bool, which: str, threads: int) -> None:
-    os.environ["ROBUST_UNLEARNING_QUIET"] = "1"  # one progress display: the full model's
+def train_one(spec: WorldSpec, force: bool, which: str, threads: int) -> None:
+    """Train one of a world's two models (``which``: full or gold) on ``threads`` threads, quietly:
+    the body of a process that trains it beside others."""
+    os.environ.setdefault("ROBUST_UNLEARNING_QUIET", "1")  # one progress display: the full model's
     torch.set_num_threads(threads)
     build_world(spec, force, only=(which,), parallel=False)
 
@@ -207,7 +209,7 @@ def _train_side_by_side(spec: WorldSpec, force: bool) -> None:
     threads = torch.get_num_threads()
     mine, theirs = threads - threads // 2, threads // 2
     ctx = multiprocessing.get_context("spawn")
-    child = ctx.Process(target=_train_one, args=(spec, force, "gold", theirs))
+    child = ctx.Process(target=train_one, args=(spec, force, "gold", theirs))
     child.start()
     try:
         torch.set_num_threads(mine)
