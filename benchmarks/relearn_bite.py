@@ -95,6 +95,8 @@ def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws
             "budget": list(b), "post": mean, "post_draws": post, "gold_post": statistics.fmean(gpost),
             "gold_moved": statistics.fmean(gpost) - gold_pre,
             "recovery": recovery(scores["forget_acc"], mean, original),
+            # |mean over draws − gold's mean|: not the protocol's gap (the mean over draws of the
+            # per-draw |acc − gold|, metrics/knowledge.py); this exploration reads recovery
             "gap": abs(mean - statistics.fmean(gpost)),
         })
     return out
@@ -111,7 +113,7 @@ def render(results: dict) -> str:
         f"largest budget {att['budgets'][-1][0]}×{att['budgets'][-1][1]}; the goal is ≥ 0.40 with gold "
         "moving ≤ 0.05.", "",
         "| model | params | NPO steps | form | original | NPO pre | retain | post | recovery "
-        "| gold pre → post | gap |",
+        "| gold pre → post | \\|mean post − gold's\\| |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in results["models"]:
