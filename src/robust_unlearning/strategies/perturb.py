@@ -116,12 +116,14 @@ def put_back(params: Sequence[torch.nn.Parameter], stash: Sequence[torch.Tensor 
 
 
 def add_to_grads(params: Sequence[torch.nn.Parameter], tensors: Iterable[torch.Tensor],
-                 alpha: float = 1.0) -> None:
+                 alpha: float = 1.0, own: bool = False) -> None:
+    """``.grad += α·t`` per parameter. ``own``: the tensors are temporaries the caller gives up,
+    which become ``.grad`` where there is none (no copy)."""
     with torch.no_grad():
         for p, t in zip(params, tensors, strict=True):
             t = t.to(p.dtype)
             if p.grad is None:
-                p.grad = t.mul(alpha) if alpha != 1.0 else t.clone()
+                p.grad = (t.mul_(alpha) if own else t.mul(alpha)) if alpha != 1.0 else (t if own else t.clone())
             else:
                 p.grad.add_(t, alpha=alpha)
 
@@ -152,28 +154,57 @@ class _Share:
     """Running sums over the parameters: ⟨Δ, ε⟩ and ‖Δ − ε‖² (masters and forward casts), ‖ε‖²."""
 
     def __init__(self):
-        self.sums = torch.zeros(5, dtype=torch.float64)
+        self.parts: list[torch.Tensor] = []
+        self.scratch = Scratch()  # for the differences: one buffer for every parameter
 
     def add(self, old: torch.Tensor, new: torch.Tensor, eps: torch.Tensor, cast: torch.dtype | None) -> None:
-        # float32 differences (exact for a move small against the weight: Sterbenz), sums accumulated
-        # in float64: no float64 copy of the parameters, which on a 100 M model cost more than the
-        # perturbation itself; the forward's cast only where it differs from the stored dtype
-        old, new, eps = local(old), local(new), local(eps).float()
-        dm = new.float() - old.float()
-        f64 = torch.float64
-        m_dot, m_err = (dm * eps).sum(dtype=f64), (dm - eps).pow_(2).sum(dtype=f64)
+        # differences in float32 (exact for a move small against the weight: Sterbenz; float64 for
+        # float64 weights), one dot product per sum and no other temporary than the difference;
+        # the per-parameter sums are added in float64 in :meth:`result`. No float64 copy of the
+        # parameters, which on a 100 M model cost more than the perturbation itself; the forward's
+        # cast only where it differs from the stored dtype.
+        old, new, eps = local(old), local(new), local(eps)
+        work = torch.float64 if new.dtype == torch.float64 else torch.float32
+        eps = eps.to(work).reshape(-1)
+        m_dot, m_err = _dot_err(self._diff(new, old, work), eps)
         if cast is None or cast == new.dtype:
             f_dot, f_err = m_dot, m_err
         else:
-            df = new.to(cast).float() - old.to(cast).float()
-            f_dot, f_err = (df * eps).sum(dtype=f64), (df - eps).pow_(2).sum(dtype=f64)
-        self.sums += torch.stack([m_dot, f_dot, m_err, f_err, eps.pow(2).sum(dtype=f64)]).cpu()
+            f_dot, f_err = _dot_err(self._diff(new.to(cast), old.to(cast), work), eps)
+        self.parts.append(torch.stack([m_dot, f_dot, m_err, f_err, torch.dot(eps, eps)]))
+
+    def _diff(self, new: torch.Tensor, old: torch.Tensor, work: torch.dtype) -> torch.Tensor:
+        out = self.scratch.take(new.numel(), work, new.device)
+        return torch.sub(new.reshape(-1).to(work), old.reshape(-1).to(work), out=out)
 
     def result(self, ctx) -> Realized:
-        m, f, em, ef, r = (float(x) for x in ctx.all_reduce_sum(self.sums))
+        sums = (torch.stack(self.parts).to(torch.float64).sum(0).cpu() if self.parts
+                else torch.zeros(5, dtype=torch.float64))
+        m, f, em, ef, r = (float(x) for x in ctx.all_reduce_sum(sums))
         if r <= 0:
             return Realized(1.0, 1.0, 0.0)  # nothing was asked: nothing was lost
         return Realized(m / r, f / r, r ** 0.5, (em / r) ** 0.5, (ef / r) ** 0.5)
+
+
+class Scratch:
+    """One flat buffer reused for per-parameter temporaries (grown to the largest asked for), so a
+    loop over the parameters does not allocate, and page in, a fresh tensor for each of them."""
+
+    def __init__(self):
+        self.buf: torch.Tensor | None = None
+
+    def take(self, n: int, dtype: torch.dtype, device) -> torch.Tensor:
+        b = self.buf
+        if b is None or b.numel() < n or b.dtype != dtype or b.device != torch.device(device):
+            b = self.buf = torch.empty(n, dtype=dtype, device=device)
+        return b[:n]
+
+
+def _dot_err(delta: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """⟨Δ, ε⟩ and ‖Δ − ε‖² of flat vectors (``delta`` is a temporary: overwritten)."""
+    dot = torch.dot(delta, eps)
+    delta.sub_(eps)
+    return dot, torch.dot(delta, delta)
 
 
 def _casts(ctx, params) -> list:
@@ -185,38 +216,51 @@ def _casts(ctx, params) -> list:
 
 @torch.no_grad()
 def perturb_(ctx, params: Sequence[torch.nn.Parameter], direction: Iterable[torch.Tensor],
-             alpha: float) -> Realized:
-    """θ ← θ + α·d in place; return the share of the move the weights (and the forward) kept."""
-    share = _Share()
-    for p, d, cast in zip(params, direction, _casts(ctx, params), strict=True):
-        old = p.detach().clone()  # one parameter at a time: no model-sized buffer
-        eps = d.to(p.dtype) * alpha
+             alpha: float, base: Sequence[torch.Tensor] | None = None) -> Realized:
+    """θ ← θ + α·d in place; return the share of the move the weights (and the forward) kept.
+    ``base``: the values the parameters hold now (a :class:`Snapshot`'s ``saved`` right after a
+    restore), which spares a copy of each parameter; without it each is copied before it moves."""
+    share, scratch = _Share(), Scratch()
+    for i, (p, d, cast) in enumerate(zip(params, direction, _casts(ctx, params), strict=True)):
+        old = p.detach().clone() if base is None else base[i]  # one parameter at a time: no model-sized buffer
+        if getattr(p, "device_mesh", None) is None:
+            eps = torch.mul(d.to(p.dtype), alpha, out=scratch.take(p.numel(), p.dtype, p.device).view(p.shape))
+        else:
+            eps = d.to(p.dtype) * alpha
         p.data.add_(eps)
         share.add(old, p.detach(), eps, cast)
     return share.result(ctx)
 
 
-def noise_draw(params, sigma: float, seed: int) -> Iterator[torch.Tensor]:
+def noise_draw(params, sigma: float, seed: int, scratch: Scratch | None = None) -> Iterator[torch.Tensor]:
     """The N(0, σ²I) draw of ``seed`` for each parameter (one generator per device, so every
-    process draws the same noise; each keeps its shard)."""
+    process draws the same noise; each keeps its shard). With ``scratch`` each draw is written into
+    that one reused buffer (bitwise the same draw, no allocation): use each yielded tensor before
+    asking for the next."""
     gens: dict = {}
     for p in params:
         g = gens.get(p.device)
         if g is None:
             g = gens[p.device] = torch.Generator(device=p.device).manual_seed(seed)
-        noise = torch.randn(p.shape, generator=g, device=p.device, dtype=torch.float32).mul_(sigma)
-        yield shard_like(p, noise)  # the full noise on every process, each keeps its shard
+        if scratch is None or getattr(p, "device_mesh", None) is not None:
+            noise = torch.randn(p.shape, generator=g, device=p.device, dtype=torch.float32)
+        else:
+            noise = scratch.take(p.numel(), torch.float32, p.device).view(p.shape).normal_(generator=g)
+        yield shard_like(p, noise.mul_(sigma))  # the full noise on every process, each keeps its shard
 
 
 @torch.no_grad()
-def gaussian_(ctx, params: Sequence[torch.nn.Parameter], sigma: float, seed: int) -> Realized:
+def gaussian_(ctx, params: Sequence[torch.nn.Parameter], sigma: float, seed: int,
+              base: Sequence[torch.Tensor] | None = None) -> Realized:
     """θ ← θ + N(0, σ²I), reproducibly (seeded by ``seed``); return the share of the drawn noise
-    the weights (and the forward) kept."""
+    the weights (and the forward) kept. ``base`` as in :func:`perturb_`."""
     share = _Share()
-    for p, noise, cast in zip(params, noise_draw(params, sigma, seed), _casts(ctx, params), strict=True):
-        old = p.detach().clone()
-        p.data.add_(noise.to(p.dtype))
-        share.add(old, p.detach(), noise.to(p.dtype), cast)
+    draws = noise_draw(params, sigma, seed, Scratch())
+    for i, (p, noise, cast) in enumerate(zip(params, draws, _casts(ctx, params), strict=True)):
+        old = p.detach().clone() if base is None else base[i]
+        noise = noise.to(p.dtype)
+        p.data.add_(noise)
+        share.add(old, p.detach(), noise, cast)
     return share.result(ctx)
 
 

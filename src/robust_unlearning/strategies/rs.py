@@ -4,7 +4,8 @@
 
 A Monte-Carlo estimate of ∇ E_δ ℓ_f(θ + δ) with ``samples`` = m draws (absolute std ``sigma``).
 Each draw is applied once to the whole accumulation group (so the accumulated update equals the
-large-batch one) and θ is restored by copy after every draw. The noise comes from a generator
+large-batch one) and θ is restored by copy after every draw (each draw starts from the saved θ,
+so the saved copy serves as θ when the realised share of the noise is measured). The noise comes from a generator
 seeded by (``seed``, step, draw), so runs reproduce and every process draws the same δ. The
 strategy never calls the optimizer: the loop clips and steps once. Passes per micro-batch: m + 1.
 """
@@ -14,7 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .base import STRATEGIES, StepContext, Strategy, accumulate_forget, accumulate_retain
-from .perturb import Snapshot, gaussian_, noise_draw, perturbed_passes, put_back, require_exact, take_grads
+from .perturb import (
+    Snapshot,
+    gaussian_,
+    noise_draw,
+    perturbed_passes,
+    put_back,
+    require_exact,
+    take_grads,
+)
 
 
 @STRATEGIES.register("rs")
@@ -41,7 +50,7 @@ class RS(Strategy):
         try:
             for i in range(self.samples):
                 seed = (self.seed * 1_000_003 + ctx.step) * 101 + i
-                got = gaussian_(ctx, ctx.params, self.sigma, seed)
+                got = gaussian_(ctx, ctx.params, self.sigma, seed, base=snap.saved)
                 unit = lambda s=seed: noise_draw(ctx.params, 1.0, s)  # noqa: E731 (the draw at σ = 1)
                 with perturbed_passes(ctx, got, "sigma", unit, self.sigma):
                     total += accumulate_forget(ctx, 1.0 / self.samples, forget)

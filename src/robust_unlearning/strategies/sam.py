@@ -44,7 +44,7 @@ class SAM(Strategy):
         snap = Snapshot(ctx.params)
         try:
             direction = dense(g, ctx.params)
-            got = perturb_(ctx, ctx.params, direction, self.rho / (norm + TINY))
+            got = perturb_(ctx, ctx.params, direction, self.rho / (norm + TINY), base=snap.saved)
             held = [direction]  # for the error message only: released before the next pass
             with perturbed_passes(ctx, got, "rho", lambda: (x / (norm + TINY) for x in held[0]), self.rho):
                 held.clear()

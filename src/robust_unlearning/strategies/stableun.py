@@ -118,7 +118,15 @@ class StableUN(Strategy):
 
     def after_step(self, ctx: StepContext) -> None:
         if self._keeps_history:
-            self._history.append([p.detach().clone() for p in ctx.params])
+            h = self._history
+            if len(h) == h.maxlen:  # the oldest iterate leaves: its buffers take the newest
+                old = h.popleft()
+                with torch.no_grad():
+                    for o, p in zip(old, ctx.params, strict=True):
+                        o.copy_(p.detach())
+                h.append(old)
+            else:
+                h.append([p.detach().clone() for p in ctx.params])
 
     def state_dict(self) -> dict:
         return {"history": [[t.clone() for t in h] for h in self._history]}
@@ -151,7 +159,7 @@ class StableUN(Strategy):
         def goto_tau():
             """θ → θτ; the share of the inner step the weights (and the forward) kept."""
             snap.restore()
-            return perturb_(ctx, params, g0, -lr)
+            return perturb_(ctx, params, g0, -lr, base=snap.saved)
 
         rules = self.draw(ctx.step)
         ctx.stats["rules"] = ",".join(rules)
@@ -185,11 +193,11 @@ class StableUN(Strategy):
             snap.restore()
 
         # 4. g_f = ½∇L_u + λ_f ∇L_fb  (in g_fb),  g_r = ½∇L_u + λ_r ∇L_fb2  (in g_fb2)
-        with torch.no_grad():
+        with torch.no_grad():  # in place: g0, base_r, g_fb and g_fb2 are this step's temporaries
             for i, (b0, br) in enumerate(zip(g0, base_r, strict=True)):
-                base = b0 if br is None else b0 + br
-                g_fb[i] = base * 0.5 + g_fb[i] * self.lambda_f
-                g_fb2[i] = base * 0.5 + g_fb2[i] * self.lambda_r
+                half = (b0 if br is None else b0.add_(br)).mul_(0.5)
+                g_fb[i] = g_fb[i].mul_(self.lambda_f).add_(half)
+                g_fb2[i] = g_fb2[i].mul_(self.lambda_r).add_(half)
         g0.clear()
         base_r.clear()
 
@@ -200,8 +208,10 @@ class StableUN(Strategy):
         ctx.stats["cos_fr"] = fr / ((ff * rr) ** 0.5 + TINY)
         coef = fr / max(rr, TINY) if fr < 0 else 0.0
         ctx.stats["projected"] = float(fr < 0)
-        add_to_grads(params, g_fb2, 1.0 - coef)
-        add_to_grads(params, g_fb, 1.0)
+        with torch.no_grad():
+            for r, f in zip(g_fb2, g_fb, strict=True):
+                (r.mul_(1.0 - coef) if coef else r).add_(f)
+        add_to_grads(params, g_fb2, 1.0, own=True)
         put_back(params, stash)
 
     def _apply(self, ctx: StepContext, rule: str, batches, i: int, tau):
