@@ -15,6 +15,7 @@ import torch
 
 os.environ.setdefault("ROBUST_UNLEARNING_QUIET", "1")
 os.environ.setdefault("ROBUST_UNLEARNING_PARALLEL_WORLD", "0")  # test_world.py tests the parallel build
+os.environ.setdefault("ROBUST_UNLEARNING_WORKERS", "1")  # test_parallel.py tests the demo's worker processes
 torch.set_num_threads(int(os.environ.get("ROBUST_UNLEARNING_TEST_THREADS", "2")))  # 1 on a busy machine
 
 from robust_unlearning.world.generator import WorldConfig, generate_world  # noqa: E402

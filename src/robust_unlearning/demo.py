@@ -12,22 +12,28 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
+
+import torch
 
 from .config import build_config
 from .errors import UnlearnError
 from .io import load_model, write_json_atomic, write_text_atomic
 from .loop import unlearn
+from .parallel import default_workers, run_jobs
 from .recipes import method_config
 
 
 def run_demo(bench, methods: list[str] | None = None, seeds: list[int] | None = None,
              out: str | Path = "demo-out", model=None, gold=None, recipe: dict | None = None, attack=None,
-             extras: list[str] | None = None, log=print) -> dict:
+             extras: list[str] | None = None, log=print, workers: int | None = None) -> dict:
     """``bench``: a :class:`~.benchmarks.Benchmark`; ``model`` / ``gold``: the model to unlearn and the
     floor (default: the benchmark's own); ``attack``: the relearning attack's settings (default: the
-    recipe's); ``extras``: further attacks / diagnostics by name."""
+    recipe's); ``extras``: further attacks / diagnostics by name; ``workers``: processes that run
+    the (method, seed) jobs and the gold attacks side by side (:mod:`.parallel`; default
+    :func:`~.parallel.default_workers`)."""
     recipe = recipe if recipe is not None else bench.recipe()
     methods = methods or recipe.get("demo_methods") or bench.recipe().get("demo_methods")
     seeds = seeds if seeds is not None else [0]
@@ -37,43 +43,88 @@ def run_demo(bench, methods: list[str] | None = None, seeds: list[int] | None = 
     base_path = model if model is not None else bench.default_model()
     if base_path is None:
         raise UnlearnError(f"--benchmark {bench.name} needs --model (the model to unlearn)")
-    forget, retain = bench.unlearning_data()
     _check(bench, attack, extras)
-    base, tokenizer = load_model(base_path)
     gold_path = bench.floor_model(True, gold)
-    floor = _load_floor(gold_path, tokenizer, base_path)
-    original = {"method": "original", **bench.demo_scores(base, tokenizer, details=False)}
+    jobs = [("gold", seed) for seed in (seeds if gold_path is not None else [])] + list(configs)
+    if workers is None:
+        workers = default_workers(len(jobs), _parameters(base_path))
+    here: dict = {}
+
+    def setup_here() -> _State:
+        """The models, the original model's scores and the first line, in this process while the
+        workers start."""
+        base, tokenizer = load_model(base_path)
+        floor = _load_floor(gold_path, tokenizer, base_path)
+        here["original"] = {"method": "original", **bench.demo_scores(base, tokenizer, details=False)}
+        log(f"{bench.describe()}; original model " + _fmt(_headline(bench, here["original"])) +
+            f" ({time.perf_counter() - t0:.0f}s)")
+        forget, retain = bench.unlearning_data()
+        return _State(bench, base, tokenizer, floor, forget, retain, attack, extras, configs)
+
+    def done(_, answer: tuple) -> None:
+        if answer[1]:
+            log(answer[1])
+
+    setup = partial(_setup, bench, str(base_path), None if gold_path is None else str(gold_path), attack, extras,
+                    configs)
+    answers = run_jobs(_job, setup, jobs, workers, done, setup_here=setup_here)
+    original = here["original"]
     headline = _headline(bench, original)
-    log(f"{bench.describe()}; original model " + _fmt(headline) + f" ({time.perf_counter() - t0:.0f}s)")
-    entries = []
-
-    def attacked(m, label: str, seed: int, fields: dict) -> dict:
-        rows = bench.relearn(m, tokenizer, _draws(attack, seed), desc=f"relearn {label} s{seed}")
-        entry = {**fields, "attacks": bench.relearn_attacks(rows)}
-        _add_extras(entry, m, tokenizer, bench, extras)
-        return entry
-
-    for seed in seeds if floor is not None else []:
-        entries.append(attacked(floor, "gold", seed, {"method": "gold", "seed": seed, "original": headline,
-                                                      **bench.demo_scores(floor, tokenizer)}))
-    for (method, seed), cfg in configs.items():
-        result = unlearn(copy.deepcopy(base), tokenizer, forget, retain, cfg,
-                         desc=f"unlearn {method} s{seed}")
-        unlearned = result.export()
-        scores = bench.demo_scores(unlearned, tokenizer)
-        m = result.metrics
-        budget = {k: m[k] for k in ("forget_samples", "retain_samples", "passes", "steps", "seconds")}
-        fields = {"method": method, "seed": seed, "original": headline, **scores, "unlearn": m,
-                  "budget": budget}
-        entries.append(attacked(unlearned, method, seed, fields))
-        log(f"{method} seed {seed}: {_fmt(_headline(bench, scores))} ({m['seconds']:.1f}s)")
-        del unlearned
+    entries = [{"method": e["method"], "seed": e["seed"], "original": headline, **e} for e, _ in answers]
     results = {**bench.demo_header(base_path), "original": original, "attack": asdict(attack), "seeds": seeds,
                "entries": entries, "summary": bench.demo_summary(entries, attack.budgets),
                "seconds": round(time.perf_counter() - t0, 1)}
     _write(bench, Path(out), results)
     log(render_table(bench, results))
     return results
+
+
+@dataclass
+class _State:
+    """What every job of one process reads: the benchmark, the models, the attack."""
+
+    bench: object
+    base: object
+    tokenizer: object
+    floor: object
+    forget: list
+    retain: list
+    attack: object
+    extras: list | None
+    configs: dict
+
+    def attacked(self, m, label: str, seed: int, fields: dict) -> dict:
+        rows = self.bench.relearn(m, self.tokenizer, _draws(self.attack, seed), desc=f"relearn {label} s{seed}")
+        entry = {**fields, "attacks": self.bench.relearn_attacks(rows)}
+        _add_extras(entry, m, self.tokenizer, self.bench, self.extras)
+        return entry
+
+
+def _setup(bench, base_path: str, gold_path: str | None, attack, extras, configs: dict) -> _State:
+    """A worker process's state: the models loaded from their paths."""
+    base, tokenizer = load_model(base_path)
+    floor = load_model(gold_path)[0] if gold_path is not None else None
+    forget, retain = bench.unlearning_data()
+    return _State(bench, base, tokenizer, floor, forget, retain, attack, extras, configs)
+
+
+def _job(st: _State, job: tuple) -> tuple[dict, str | None]:
+    """One gold attack (``("gold", seed)``) or one method run (``(method, seed)``): its results entry
+    (without the original model's scores, which the caller adds) and the line to print."""
+    bench, tokenizer = st.bench, st.tokenizer
+    name, seed = job
+    if name == "gold":
+        fields = {"method": "gold", "seed": seed, **bench.demo_scores(st.floor, tokenizer)}
+        return st.attacked(st.floor, "gold", seed, fields), None
+    result = unlearn(copy.deepcopy(st.base), tokenizer, st.forget, st.retain, st.configs[name, seed],
+                     desc=f"unlearn {name} s{seed}")
+    unlearned = result.export()
+    scores = bench.demo_scores(unlearned, tokenizer)
+    m = result.metrics
+    budget = {k: m[k] for k in ("forget_samples", "retain_samples", "passes", "steps", "seconds")}
+    fields = {"method": name, "seed": seed, **scores, "unlearn": m, "budget": budget}
+    entry = st.attacked(unlearned, name, seed, fields)
+    return entry, f"{name} seed {seed}: {_fmt(_headline(bench, scores))} ({m['seconds']:.1f}s)"
 
 
 def _method_configs(methods: list[str], seeds: list[int], recipe: dict) -> dict:
@@ -94,6 +145,18 @@ def _check(bench, attack, extras: list[str] | None) -> None:
         raise UnlearnError(f"{exc}; set --budgets") from exc
     if "jailbreak" in (extras or []):
         bench.attack_items()  # a benchmark without forget questions fails before any training
+
+
+def _parameters(path) -> int:
+    """The model's parameter count from its config, without loading the weights (0 if unknown)."""
+    try:
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(path)))
+        return sum(p.numel() for p in model.parameters())
+    except Exception:  # noqa: BLE001 (a GGUF file, an unknown architecture: count it as large)
+        return 10 ** 12
 
 
 def _load_floor(path, tokenizer, base_path):
