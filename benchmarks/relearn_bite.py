@@ -13,10 +13,15 @@ on the default tuning world by varying the attack's lr and budget. This script v
 
 Every cell: NPO unlearned once (seed 0), then NPO's model and gold attacked with the same draws
 (``--draws``) at each budget; recovery at the largest budget and how far gold moved. Results
-(``results.json``, ``report.md``) go to ``--out``. Nothing here reads an evaluation world.
+(``results.json``, ``report.md``) go to ``--out``. Nothing here reads an evaluation world, except
+with ``--check-on-evaluation-world``: that reruns given cells (settings already chosen on the tuning
+world) on evaluation world 1, to report whether what bit on the tuning world bites there too;
+nothing is chosen from it.
 
     python benchmarks/relearn_bite.py --out benchmarks/results/relearn-bite
     python benchmarks/relearn_bite.py --smoke --out /tmp/bite-smoke         # tiny world, a minute
+    python benchmarks/relearn_bite.py --models "deep (96 x 8)" --steps 200 --forms qa \
+        --check-on-evaluation-world --out benchmarks/results/relearn-bite/eval-deep
 """
 
 from __future__ import annotations
@@ -40,10 +45,12 @@ MODELS = {
                        "num_attention_heads": 4},
     "deep (96 x 8)": {"hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 8,
                       "num_attention_heads": 4},
+    "deeper (96 x 16)": {"hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 16,
+                         "num_attention_heads": 4},
 }
 # the same three on the tiny world of --smoke (seconds)
 SMOKE_MODELS = {"quick (96 x 3)": {}, "wide (256 x 3)": {"hidden_size": 64, "intermediate_size": 128},
-                "deep (96 x 8)": {"num_hidden_layers": 4}}
+                "deep (96 x 8)": {"num_hidden_layers": 4}, "deeper (96 x 16)": {"num_hidden_layers": 6}}
 STEPS = [50, 100, 200]  # NPO steps at the recipe's lr (the world recipe's NPO: 200)
 ATTACK = {"lr": 1e-3, "batch_size": 8, "budgets": [[20, 10], [20, 40], [20, 100]]}
 FORMS = ["qa", "bio"]
@@ -104,9 +111,13 @@ def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws
 
 def render(results: dict) -> str:
     att = results["attack"]
+    check = results.get("evaluation_world_check")
     lines = [
-        "# What makes relearning bite (tuning world only)", "",
-        f"World: {results['world']['n_persons']} persons, tuning seed {results['world']['seed']}, relearn "
+        "# What makes relearning bite" + (": a check on evaluation world "
+                                          f"{results['world']['seed']} of settings chosen on the tuning world"
+                                          if check else " (tuning world only)"), "",
+        f"World: {results['world']['n_persons']} persons, {'evaluation' if check else 'tuning'} seed "
+        f"{results['world']['seed']}, relearn "
         f"pool {results['world']['relearn_pool']}; NPO at the world recipe's lr for the given steps "
         f"(seed 0); attack AdamW lr {att['lr']}, batch {att['batch_size']}, {results['draws']} draws "
         f"per budget (the same for NPO and gold). Recovery = (post − pre) / (original − pre) at the "
@@ -137,12 +148,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--forms", default=",".join(FORMS))
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--smoke", action="store_true", help="the tiny tuning world, one cell per model")
+    ap.add_argument("--check-on-evaluation-world", action="store_true",
+                    help="run the given cells on evaluation world 1 instead of the tuning world (a check of "
+                         "settings chosen on the tuning world; choose nothing from it)")
     args = ap.parse_args(argv)
 
     import torch
 
     from robust_unlearning.io import load_model, write_json_atomic, write_text_atomic
-    from robust_unlearning.world.generator import TUNING_SEED
+    from robust_unlearning.world.generator import EVAL_SEEDS, TUNING_SEED
     from robust_unlearning.world.model import QUICK_SPEC, TINY_SPEC
 
     os.environ.setdefault("ROBUST_UNLEARNING_QUIET", "1")
@@ -152,7 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
 
     base = TINY_SPEC if args.smoke else QUICK_SPEC
-    base = dataclasses.replace(base, world=dataclasses.replace(base.world, seed=TUNING_SEED))
+    world_seed = EVAL_SEEDS[0] if args.check_on_evaluation_world else TUNING_SEED
+    base = dataclasses.replace(base, world=dataclasses.replace(base.world, seed=world_seed))
     labels = [x.strip() for x in args.models.split(",") if x.strip()]
     for label in labels:
         if label not in MODELS:
@@ -162,7 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
     attack = ({"lr": 1e-3, "batch_size": 4, "budgets": [[4, 2], [4, 5]]} if args.smoke else ATTACK)
     if args.smoke:
         steps, forms = steps[:1], forms[:1]
-    results = {"world": dataclasses.asdict(base.world), "attack": attack, "draws": args.draws,
+    results = {"world": dataclasses.asdict(base.world), "evaluation_world_check": args.check_on_evaluation_world,
+               "attack": attack, "draws": args.draws,
                "date": time.strftime("%Y-%m-%d"), "smoke": args.smoke,
                "environment": {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch "
                                f"{torch.__version__}, {torch.get_num_threads()} threads"},

@@ -74,6 +74,10 @@ def demo(
     gold_model: str | None = typer.Option(
         None, "--gold-model", help="Standard benchmarks: a model that never learnt the forget set (TOFU's "
                                    "retain-only, MUSE's retrain model), evaluated and attacked as 'gold'."),
+    workers: int | None = typer.Option(
+        None, help="Processes that run the methods and seeds side by side, each with a share of the "
+                   "threads (default: 2 on a CPU-only machine for a model under 50 M parameters, else 1; "
+                   "or $ROBUST_UNLEARNING_WORKERS)."),
     option: Options = None,
 ):
     """Unlearn with several methods, attack them, and compare with the gold model (the world's own
@@ -83,6 +87,8 @@ def demo(
 
     if draws is not None and draws < 1:
         raise UnlearnError("--draws must be at least 1")
+    if workers is not None and workers < 1:
+        raise UnlearnError("--workers must be at least 1")
     given = attack_overrides(budgets or None, attack_lr, list(range(draws)) if draws is not None else None)
     method_list = names(methods) or None
     if methods is not None and not method_list:
@@ -95,7 +101,8 @@ def demo(
         bench.incontext_world()  # fails before any work
     recipe = bench.recipe(recipe_file)
     run_demo(bench, method_list, parse_seeds(seeds), out, model=model, gold=gold_model, recipe=recipe,
-             attack=build(bench.relearn_config, given=given, recipe=recipe), extras=extras, log=typer.echo)
+             attack=build(bench.relearn_config, given=given, recipe=recipe), extras=extras, log=typer.echo,
+             workers=workers)
 
 
 @app.command()

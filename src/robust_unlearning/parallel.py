@@ -1,23 +1,21 @@
-"""Independent jobs side by side on one CPU machine (``unlearn demo``'s methods and seeds).
+"""Independent jobs side by side in worker processes (``unlearn demo``'s methods and seeds,
+``unlearn sweep``'s runs).
 
 On a few CPU cores the small models of the demo use two threads poorly (one thread does 1.3× less
-per second than two, not 2×), so ``workers`` processes each take a share of the threads and pull
-jobs from one queue: this process is one of them, the others are spawned (never forked: torch's
-thread pools do not survive a fork). Every job is a call ``fn(state, job)`` where ``state =
-setup()`` is built once per process (loading models, for instance); ``fn`` and ``setup`` must be
-picklable (module-level functions or :func:`functools.partial` of them).
+per second than two, not 2×), so ``workers`` spawned processes each take a share of the threads.
+Every job is a call ``fn(state, job)`` where ``state = setup()`` is built once per process (loading
+models, for instance); ``fn`` and ``setup`` must be picklable (module-level functions or
+:func:`functools.partial` of them).
 
 A job's result does not depend on which process ran it or in which order (each job seeds what it
 draws); the thread count a process has changes float rounding only, as it does between machines.
-A job that fails in a worker raises here, with the worker's message; a worker that dies without
-answering raises too. One worker (or one job) runs everything in this process, as before.
+A job that fails in a worker raises here with its own exception; a worker that dies raises an
+:class:`UnlearnError`. One worker (or one job) runs everything in this process.
 """
 
 from __future__ import annotations
 
 import os
-import queue
-import traceback
 from typing import Any, Callable, Sequence
 
 import torch
@@ -50,14 +48,44 @@ def default_workers(n_jobs: int, n_params: int = 0) -> int:
     return max(1, min(n, n_jobs))
 
 
+def worker_pool(workers: int, threads: int, setup: Callable[[], Any] | None = None):
+    """A pool of ``workers`` spawned processes (never forked: torch's thread pools do not survive a
+    fork), each with ``threads`` threads, quiet progress, and ``setup()`` built once as its state
+    (read by :func:`_call`). ``unlearn sweep`` and ``unlearn demo`` both run their jobs here."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init, initargs=(max(1, threads), setup))
+
+
+_STATE: dict = {}
+
+
+def _init(threads: int, setup) -> None:
+    os.environ.setdefault("ROBUST_UNLEARNING_QUIET", "1")
+    torch.set_num_threads(threads)
+    _STATE.clear()
+    _STATE["setup"] = setup
+
+
+def _call(fn, job):
+    """``fn(state, job)`` in a worker, its state built on the first job."""
+    if "state" not in _STATE:
+        setup = _STATE.get("setup")
+        _STATE["state"] = setup() if setup is not None else None
+    return fn(_STATE["state"], job)
+
+
 def run_jobs(fn: Callable[[Any, Any], Any], setup: Callable[[], Any], jobs: Sequence[Any], workers: int,
              on_result: Callable[[int, Any], None] | None = None,
              setup_here: Callable[[], Any] | None = None) -> list:
     """Results of ``fn(state, job)`` for every job, in the jobs' order; ``on_result(i, result)`` is
-    called in this process as each one arrives. ``setup_here``: builds this process's state
-    instead of ``setup`` (for work only this process does, such as evaluating the original model),
-    called after the workers have been started, so that their start-up overlaps it."""
-    setup_here = setup_here or setup
+    called in this process as each one arrives. With one worker everything runs here, with the
+    state ``setup_here()`` (default ``setup()``). With more, the jobs run in a :func:`worker_pool`
+    whose processes share this process's threads and build their state with ``setup()``, while this
+    process calls ``setup_here()`` (for work only it does, such as evaluating the original model;
+    its result is not used by the jobs)."""
     workers = max(1, min(workers, len(jobs)))
     results: list = [None] * len(jobs)
 
@@ -67,93 +95,29 @@ def run_jobs(fn: Callable[[Any, Any], Any], setup: Callable[[], Any], jobs: Sequ
             on_result(i, r)
 
     if workers == 1:
-        state = setup_here()
+        state = (setup_here or setup)()
         for i, job in enumerate(jobs):
             record(i, fn(state, job))
         return results
 
-    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
 
-    ctx = multiprocessing.get_context("spawn")
-    tasks, done = ctx.Queue(), ctx.Queue()
-    for i, job in enumerate(jobs):
-        tasks.put((i, job))
-    for _ in range(workers):
-        tasks.put(None)  # one stop mark per process
-    threads = torch.get_num_threads()
-    share = [threads // workers + (1 if k < threads % workers else 0) for k in range(workers)]
-    children = [ctx.Process(target=_worker, args=(fn, setup, tasks, done, max(1, share[k + 1])), daemon=True)
-                for k in range(workers - 1)]
-    for c in children:
-        c.start()
-    pending = set(range(len(jobs)))
-    try:
-        torch.set_num_threads(max(1, share[0]))
-        state = setup_here()
-        while True:
-            item = tasks.get()
-            if item is None:
-                break
-            i, job = item
-            record(i, fn(state, job))
-            pending.discard(i)
-            _drain(done, record, pending, block=False, children=children)
-        while pending:
-            _drain(done, record, pending, block=True, children=children)
-    except BaseException:
-        for c in children:
-            c.terminate()
-        raise
-    finally:
-        torch.set_num_threads(threads)
-        for c in children:
-            c.join()
+    with worker_pool(workers, torch.get_num_threads() // workers, setup) as pool:
+        futures = {pool.submit(_call, fn, job): i for i, job in enumerate(jobs)}
+        try:
+            if setup_here is not None:
+                setup_here()
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in sorted(finished, key=futures.get):
+                    record(futures[fut], fut.result())
+        except BrokenProcessPool:
+            raise UnlearnError(f"a worker process ended without finishing its jobs; run with {ENV}=1 "
+                               "to run every job in this process") from None
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
     return results
-
-
-def _drain(done, record, pending: set, block: bool, children) -> None:
-    """Take the workers' answers that have arrived (``block``: wait for at least one, checking that
-    the workers still live)."""
-    while True:
-        try:
-            msg = done.get(timeout=1.0) if block else done.get_nowait()
-        except queue.Empty:
-            if not block:
-                return
-            if not any(c.is_alive() for c in children):
-                try:  # a last answer may have arrived as the worker ended
-                    msg = done.get(timeout=1.0)
-                except queue.Empty:
-                    codes = ", ".join(str(c.exitcode) for c in children)
-                    raise UnlearnError(f"a worker process ended without finishing its jobs (exit code {codes}); "
-                                       f"run with {ENV}=1 to run every job in this process") from None
-            else:
-                continue
-        i, ok, payload = msg
-        if not ok:
-            kind, text = payload
-            if kind == "UnlearnError":
-                raise UnlearnError(text)
-            raise RuntimeError(f"a job failed in a worker process:\n{text}")
-        record(i, payload)
-        pending.discard(i)
-        block = False  # one answer taken: take the rest that are there without waiting
-
-
-def _worker(fn, setup, tasks, done, threads: int) -> None:
-    torch.set_num_threads(threads)
-    state = None
-    while True:
-        item = tasks.get()
-        if item is None:
-            return
-        i, job = item
-        try:
-            if state is None:
-                state = setup()
-            done.put((i, True, fn(state, job)))
-        except BaseException as exc:  # answered, so that the parent raises it
-            kind = "UnlearnError" if isinstance(exc, UnlearnError) else type(exc).__name__
-            text = str(exc) if isinstance(exc, UnlearnError) else traceback.format_exc()
-            done.put((i, False, (kind, text)))
-            return

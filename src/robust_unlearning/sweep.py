@@ -176,13 +176,6 @@ def run_job(job: Job, plan: dict, device: str | None = None, threads: int = 0) -
     return row
 
 
-def _worker_init(threads: int) -> None:
-    import torch
-
-    os.environ.setdefault("ROBUST_UNLEARNING_QUIET", "1")
-    torch.set_num_threads(max(1, threads))
-
-
 def _read_rows(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -209,12 +202,9 @@ def run_sweep(
     stop_at = None if deadline is None else t0 + deadline
     pool = None
     if workers > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+        from .parallel import worker_pool
 
-        pool = ProcessPoolExecutor(
-            workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads or 1,)
-        )
+        pool = worker_pool(workers, threads or 1)
     try:
         with open(rows_path, "a") as fh:
             for phase in phases:
