@@ -130,3 +130,19 @@ def test_demo_results_do_not_depend_on_worker_processes(tmp_path):
     untimed = lambda ls: sorted(re.sub(r"\(\d+(\.\d+)?s\)", "", x) for x in ls[1:4])  # noqa: E731
     assert untimed(lines[1]) == untimed(lines[2])  # one line per method, in arrival order
     assert (tmp_path / "w2" / "results.json").exists() and (tmp_path / "w2" / "report.md").exists()
+
+
+def _slow(state: dict, job: int):
+    time.sleep(30)
+    return job
+
+
+def test_an_error_here_stops_the_workers_at_once():
+    """setup_here failing (a bad gold model, say) does not wait for the workers' long jobs."""
+    def bad():
+        raise UnlearnError("bad input found here")
+
+    t = time.perf_counter()
+    with pytest.raises(UnlearnError, match="bad input found here"):
+        run_jobs(_slow, partial(_setup, "w"), list(range(4)), 2, setup_here=bad)
+    assert time.perf_counter() - t < 25

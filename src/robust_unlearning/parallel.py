@@ -116,8 +116,10 @@ def run_jobs(fn: Callable[[Any, Any], Any], setup: Callable[[], Any], jobs: Sequ
         except BrokenProcessPool:
             raise UnlearnError(f"a worker process ended without finishing its jobs; run with {ENV}=1 "
                                "to run every job in this process") from None
-        except BaseException:
+        except BaseException:  # this process failed (or was interrupted): stop the workers now
             for fut in futures:
                 fut.cancel()
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
             raise
     return results
