@@ -237,6 +237,40 @@ def test_sweep_end_to_end_on_tiny_worlds(tmp_path, monkeypatch):
     assert "Chosen settings on the evaluation worlds" in (tmp_path / "report" / "report.md").read_text()
 
 
+def _untimed(obj):
+    """``obj`` without its timings (keys naming seconds), at any depth."""
+    if isinstance(obj, dict):
+        return {k: _untimed(v) for k, v in obj.items() if "seconds" not in k}
+    if isinstance(obj, list):
+        return [_untimed(v) for v in obj]
+    return obj
+
+
+@pytest.mark.slow
+def test_sweep_in_worker_processes_gives_the_serial_rows(tmp_path, monkeypatch):
+    """`unlearn sweep --workers 2` (parallel.worker_pool, one thread each) writes the rows a serial
+    sweep on one thread writes, timings aside."""
+    from typer.testing import CliRunner
+
+    from robust_unlearning.cli import app
+
+    monkeypatch.setenv("ROBUST_UNLEARNING_CACHE", str(tmp_path / "cache"))
+    plan = {"tuning_world": "world-tiny-tune", "eval_worlds": ["world-tiny"], "seeds": [0], "tune_seeds": [0],
+            "attack": {"budgets": [[2, 1]], "lr": 1e-3, "batch_size": 2, "draws": 1},
+            "methods": {"npo": {"candidates": [{"train": {"steps": 2}}, {"train": {"steps": 2, "lr": 1e-4}}]}}}
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    rows = {}
+    for name, extra in (("serial", ["--threads", "1"]), ("workers", ["--workers", "2"])):
+        out = tmp_path / name
+        res = CliRunner().invoke(app, ["sweep", str(tmp_path / "plan.yaml"), "--out", str(out), "--phase", "tune",
+                                       *extra])
+        assert res.exit_code == 0, res.output
+        got = [json.loads(x) for x in (out / "rows.jsonl").read_text().splitlines()]
+        rows[name] = sorted((_untimed(r) for r in got), key=lambda r: r["key"])
+    assert len(rows["serial"]) == 3  # gold + 2 candidates
+    assert rows["serial"] == rows["workers"]
+
+
 def test_sweep_cli_bad_input_is_one_clear_error(tmp_path):
     from typer.testing import CliRunner
 
