@@ -146,3 +146,12 @@ def test_an_error_here_stops_the_workers_at_once():
     with pytest.raises(UnlearnError, match="bad input found here"):
         run_jobs(_slow, partial(_setup, "w"), list(range(4)), 2, setup_here=bad)
     assert time.perf_counter() - t < 25
+
+
+def test_demo_refuses_no_workers():
+    from typer.testing import CliRunner
+
+    from robust_unlearning.cli import app
+
+    res = CliRunner().invoke(app, ["demo", "--quick", "--workers", "0"])
+    assert res.exit_code != 0 and "--workers must be at least 1" in res.output
