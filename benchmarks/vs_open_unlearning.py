@@ -9,8 +9,9 @@ over the batch; a forward on the retain batch for its NLL (``outputs.loss``); on
 written here from the formulas (open-unlearning is not a dependency: its Hydra configs and data
 pipeline are not needed to time a step); the loop around it is the Hugging Face ``Trainer`` itself.
 
-Both sides get the same pre-tokenised records of the quick tuning world (8 forget + 8 retain QA pairs
-per step, collated by this project's collator), float32, AdamW (torch's fused implementation on
+Both sides get the same records of the quick tuning world, those of the most common token length (so
+that every batch has the same shape on both sides whatever each sampler draws; 8 forget + 8 retain QA
+pairs per step, collated by this project's collator), float32, AdamW (torch's fused implementation on
 both sides), lr 1e-5 constant, clipping at 1.0, β 0.1, γ = α = 1, on the CPU. The time of a step is
 the interval between the ends of consecutive steps (the loop's whole iteration: data, passes,
 clipping, optimizer, logging), averaged over the timed steps after ``--warmup`` steps; the two sides
@@ -123,6 +124,26 @@ def theirs(model, tok, forget, retain, steps: int, warmup: int) -> float:
     return (ends[-1] - ends[warmup - 1]) / steps
 
 
+def _length(tok, record: dict) -> int:
+    from robust_unlearning.data.collate import encode_record
+
+    return len(encode_record(tok, record).input_ids)
+
+
+def one_length(tok, records: list[dict]) -> list[dict]:
+    """The records of the most common token length: every batch then has the same shape on both
+    sides, whichever records each side's sampler draws (QA pairs differ by a few tokens, which moves
+    a step's cost by several per cent)."""
+    from collections import Counter
+
+    lengths = [_length(tok, r) for r in records]
+    common = Counter(lengths).most_common(1)[0][0]
+    same = [r for r, n in zip(records, lengths, strict=True) if n == common]
+    if len(same) < BATCH:
+        raise SystemExit(f"only {len(same)} records of one length; need {BATCH}")
+    return same
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="1m,10m,smollm2")
@@ -148,13 +169,16 @@ def main() -> None:
         for p in model.parameters():
             p.requires_grad_(True)
         model.train()
+        f_same, r_same = one_length(tok, forget), one_length(tok, retain)
         times = {"ours": [], "theirs": []}
         for _ in range(args.rounds):
-            times["ours"].append(ours(model, tok, forget, retain, args.steps, args.warmup))
-            times["theirs"].append(theirs(model, tok, forget, retain, args.steps, args.warmup))
+            times["ours"].append(ours(model, tok, f_same, r_same, args.steps, args.warmup))
+            times["theirs"].append(theirs(model, tok, f_same, r_same, args.steps, args.warmup))
         o, t = statistics.median(times["ours"]), statistics.median(times["theirs"])
         paired = [a / b for a, b in zip(times["ours"], times["theirs"], strict=True)]
         rows[label] = {"parameters": sum(p.numel() for p in model.parameters()), "ours_step_s": o,
+                       "tokens_per_record": {"forget": _length(tok, f_same[0]), "retain": _length(tok, r_same[0])},
+                       "records": {"forget": len(f_same), "retain": len(r_same)},
                        "theirs_step_s": t, "ratio": statistics.median(paired), "round_ratios": paired,
                        "runs": times}
         print(f"{label}: ours {o:.4f} s, open-unlearning's trainer {t:.4f} s, ratio (median of rounds) "
