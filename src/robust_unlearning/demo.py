@@ -48,25 +48,24 @@ def run_demo(bench, methods: list[str] | None = None, seeds: list[int] | None = 
     jobs = [("gold", seed) for seed in (seeds if gold_path is not None else [])] + list(configs)
     if workers is None:
         workers = default_workers(len(jobs), _parameters(base_path))
+
+    setup = partial(_setup, bench, str(base_path), None if gold_path is None else str(gold_path), attack, extras,
+                    configs)
     here: dict = {}
 
     def setup_here() -> _State:
-        """The models, the original model's scores and the first line, in this process while the
-        workers start."""
-        base, tokenizer = load_model(base_path)
-        floor = _load_floor(gold_path, tokenizer, base_path)
-        here["original"] = {"method": "original", **bench.demo_scores(base, tokenizer, details=False)}
+        """A worker's state, plus the original model's scores and the first line: in this process,
+        while the workers start."""
+        st = setup()
+        here["original"] = {"method": "original", **bench.demo_scores(st.base, st.tokenizer, details=False)}
         log(f"{bench.describe()}; original model " + _fmt(_headline(bench, here["original"])) +
             f" ({time.perf_counter() - t0:.0f}s)")
-        forget, retain = bench.unlearning_data()
-        return _State(bench, base, tokenizer, floor, forget, retain, attack, extras, configs)
+        return st
 
     def done(_, answer: tuple) -> None:
         if answer[1]:
             log(answer[1])
 
-    setup = partial(_setup, bench, str(base_path), None if gold_path is None else str(gold_path), attack, extras,
-                    configs)
     answers = run_jobs(_job, setup, jobs, workers, done, setup_here=setup_here)
     original = here["original"]
     headline = _headline(bench, original)
@@ -101,9 +100,10 @@ class _State:
 
 
 def _setup(bench, base_path: str, gold_path: str | None, attack, extras, configs: dict) -> _State:
-    """A worker process's state: the models loaded from their paths."""
+    """A process's state: the models loaded from their paths (the gold model refused when its
+    tokenizer differs)."""
     base, tokenizer = load_model(base_path)
-    floor = load_model(gold_path)[0] if gold_path is not None else None
+    floor = _load_floor(gold_path, tokenizer, base_path)
     forget, retain = bench.unlearning_data()
     return _State(bench, base, tokenizer, floor, forget, retain, attack, extras, configs)
 
