@@ -9,7 +9,9 @@ on the default tuning world by varying the attack's lr and budget. This script v
 - **the world model's size**: the quick world's model (hidden 96, 3 layers), a wider one (hidden 256)
   and a deeper one (8 layers), each trained from scratch on the same tuning world;
 - **unlearning strength**: NPO at the recipe's lr for fewer or more steps;
-- **the attack's form**: QA pairs or the biography sentences stating the same facts.
+- **the attack's form**: QA pairs or the biography sentences stating the same facts;
+- **the attack itself** (``--attack-lrs``, ``--budgets``, ``--attack-lora-rank``): a gentler lr run
+  for longer, or LoRA adapters, which can undo a suppression without overwriting as much.
 
 Every cell: NPO unlearned once (seed 0), then NPO's model and gold attacked with the same draws
 (``--draws``) at each budget; recovery at the largest budget and how far gold moved. Results
@@ -65,7 +67,8 @@ def build(spec, log):
     return bundle
 
 
-def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws: int, smoke: bool) -> dict:
+def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws: int, smoke: bool,
+             unlearned: dict | None = None) -> dict:
     from robust_unlearning.attacks.relearn import RelearnConfig, relearn_attack
     from robust_unlearning.config import build_config
     from robust_unlearning.loop import unlearn
@@ -79,19 +82,24 @@ def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws
     data.setdefault("train", {}).update({"seed": 0, "steps": steps})
     if smoke:
         data["train"]["batch_size"] = 4
-    t = time.perf_counter()
-    model = unlearn(copy.deepcopy(full), tok, forget, retain, build_config(data)).export()
-    unlearn_s = time.perf_counter() - t
+    unlearned = {} if unlearned is None else unlearned
+    if steps not in unlearned:
+        t = time.perf_counter()
+        unlearned[steps] = (unlearn(copy.deepcopy(full), tok, forget, retain, build_config(data)).export(),
+                            time.perf_counter() - t)
+    model, unlearn_s = unlearned[steps]
     original = evaluate(full, tok, world)["forget_acc"]
     scores = evaluate(model, tok, world)
     gold_pre = evaluate(gold, tok, world)["forget_acc"]
     cfg = RelearnConfig(budgets=[tuple(b) for b in attack["budgets"]], lr=attack["lr"],
-                        batch_size=attack["batch_size"], seeds=list(range(draws)), form=form)
+                        batch_size=attack["batch_size"], seeds=list(range(draws)), form=form,
+                        lora_rank=attack.get("lora_rank", 0))
     t = time.perf_counter()
     rows_npo = relearn_attack(model, tok, world, cfg)
     rows_gold = relearn_attack(gold, tok, world, cfg)
     attack_s = time.perf_counter() - t
-    out = {"steps": steps, "form": form, "original": original, "pre": scores["forget_acc"],
+    out = {"steps": steps, "form": form, "attack": dict(attack), "original": original,
+           "pre": scores["forget_acc"],
            "retain_acc": scores["retain_acc"], "gold_pre": gold_pre, "budgets": [],
            "seconds": {"unlearn": round(unlearn_s, 1), "attack": round(attack_s, 1)}}
     for b in cfg.budgets:
@@ -123,16 +131,19 @@ def render(results: dict) -> str:
         f"per budget (the same for NPO and gold). Recovery = (post − pre) / (original − pre) at the "
         f"largest budget {att['budgets'][-1][0]}×{att['budgets'][-1][1]}; the goal is ≥ 0.40 with gold "
         "moving ≤ 0.05.", "",
-        "| model | params | NPO steps | form | original | NPO pre | retain | post | recovery "
-        "| gold pre → post | \\|mean post − gold's\\| |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | params | NPO steps | form | attack lr | attack budget | original | NPO pre | retain "
+        "| post | recovery | gold pre → post | \\|mean post − gold's\\| |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in results["models"]:
         for c in m["cells"]:
             last = c["budgets"][-1]
             rec = "–" if last["recovery"] is None else f"{last['recovery']:.2f}"
+            a = c.get("attack", att)
+            lr = f"{a['lr']:g}" + (f", LoRA r {a['lora_rank']}" if a.get("lora_rank") else "")
             lines.append(
-                f"| {m['label']} | {m['parameters'] / 1e6:.1f} M | {c['steps']} | {c['form']} | "
+                f"| {m['label']} | {m['parameters'] / 1e6:.1f} M | {c['steps']} | {c['form']} | {lr} | "
+                f"{last['budget'][0]}×{last['budget'][1]} | "
                 f"{c['original']:.3f} | {c['pre']:.3f} | {c['retain_acc']:.3f} | {last['post']:.3f} | "
                 f"{rec} | {c['gold_pre']:.3f} → {last['gold_post']:.3f} | {last['gap']:.3f} |")
     lines += ["", f"Machine: {results['environment']['machine']}; {results['date']}; total "
@@ -147,6 +158,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", default=",".join(map(str, STEPS)))
     ap.add_argument("--forms", default=",".join(FORMS))
     ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--attack-lrs", default=str(ATTACK["lr"]),
+                    help="comma-separated attack lrs (one cell each)")
+    ap.add_argument("--budgets", default=",".join(f"{k}x{s}" for k, s in ATTACK["budgets"]),
+                    help="attack budgets, samples x steps, comma-separated (recovery is read at the last)")
+    ap.add_argument("--attack-lora-rank", type=int, default=0, help="attack with LoRA adapters of this rank")
     ap.add_argument("--smoke", action="store_true", help="the tiny tuning world, one cell per model")
     ap.add_argument("--check-on-evaluation-world", action="store_true",
                     help="run the given cells on evaluation world 1 instead of the tuning world (a check of "
@@ -174,10 +190,14 @@ def main(argv: list[str] | None = None) -> dict:
             sys.exit(f"unknown model {label!r}; known: {', '.join(MODELS)}")
     steps = [int(x) for x in args.steps.split(",")]
     forms = [x.strip() for x in args.forms.split(",")]
-    attack = ({"lr": 1e-3, "batch_size": 4, "budgets": [[4, 2], [4, 5]]} if args.smoke else ATTACK)
+    attack = ({"lr": 1e-3, "batch_size": 4, "budgets": [[4, 2], [4, 5]]} if args.smoke
+              else {**ATTACK, "budgets": [[int(x) for x in b.split("x")] for b in args.budgets.split(",")]})
+    attack["lora_rank"] = args.attack_lora_rank
+    lrs = [float(x) for x in args.attack_lrs.split(",")]
     if args.smoke:
         steps, forms = steps[:1], forms[:1]
-    results = {"world": dataclasses.asdict(base.world), "evaluation_world_check": args.check_on_evaluation_world,
+    results = {"world": dataclasses.asdict(base.world),
+               "evaluation_world_check": args.check_on_evaluation_world,
                "attack": attack, "draws": args.draws,
                "date": time.strftime("%Y-%m-%d"), "smoke": args.smoke,
                "environment": {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch "
@@ -195,16 +215,18 @@ def main(argv: list[str] | None = None) -> dict:
                  "pretrain": json.loads((bundle.full_dir / "world_meta.json").read_text()).get("history"),
                  "cells": []}
         results["models"].append(entry)
-        for s in steps:
-            for form in forms:
-                cell = run_cell(bundle, full, gold, tok, s, form, attack, args.draws, args.smoke)
-                entry["cells"].append(cell)
-                last = cell["budgets"][-1]
-                log(f"{label} npo {s} steps, {form}: pre {cell['pre']:.3f} retain {cell['retain_acc']:.3f} "
-                    f"-> post {last['post']:.3f} (recovery {last['recovery']}); gold {cell['gold_pre']:.3f} "
-                    f"-> {last['gold_post']:.3f}")
-                results["seconds"] = round(time.perf_counter() - t0, 1)
-                write_json_atomic(out / "results.json", results)  # a run cut short keeps its cells
+        unlearned: dict = {}  # NPO steps -> (model, seconds): one unlearning per steps, every attack on it
+        for s, form, lr in [(s, f, lr) for s in steps for f in forms for lr in lrs]:
+            cell = run_cell(bundle, full, gold, tok, s, form, {**attack, "lr": lr}, args.draws, args.smoke,
+                            unlearned)
+            entry["cells"].append(cell)
+            last = cell["budgets"][-1]
+            log(f"{label} npo {s} steps, {form}, attack lr {lr:g}: pre {cell['pre']:.3f} "
+                f"retain {cell['retain_acc']:.3f} "
+                f"-> post {last['post']:.3f} (recovery {last['recovery']}); gold {cell['gold_pre']:.3f} "
+                f"-> {last['gold_post']:.3f}")
+            results["seconds"] = round(time.perf_counter() - t0, 1)
+            write_json_atomic(out / "results.json", results)  # a run cut short keeps its cells
     results["seconds"] = round(time.perf_counter() - t0, 1)
     write_json_atomic(out / "results.json", results)
     write_text_atomic(out / "report.md", render(results))
