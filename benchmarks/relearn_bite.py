@@ -8,6 +8,8 @@ on the default tuning world by varying the attack's lr and budget. This script v
 
 - **the world model's size**: the quick world's model (hidden 96, 3 layers), a wider one (hidden 256)
   and a deeper one (8 layers), each trained from scratch on the same tuning world;
+- **how long the world model is trained**: to the MCQ bar (the default: it stops there) or for every
+  epoch of its schedule (the "60 epochs" variants), facts learnt past the bar;
 - **unlearning strength**: NPO at the recipe's lr for fewer or more steps;
 - **the attack's form**: QA pairs or the biography sentences stating the same facts;
 - **the attack itself** (``--attack-lrs``, ``--budgets``, ``--attack-lora-rank``): a gentler lr run
@@ -49,9 +51,16 @@ MODELS = {
                       "num_attention_heads": 4},
     "deeper (96 x 16)": {"hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 16,
                          "num_attention_heads": 4},
+    # trained for every epoch of the schedule (60) instead of stopping once the MCQ bar is reached:
+    # do facts learnt past the bar survive unlearning in a form that relearning brings back?
+    "quick, 60 epochs (96 x 3)": {"pretrain": {"target_acc": 2.0}},
+    "deep, 60 epochs (96 x 8)": {"hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 8,
+                                 "num_attention_heads": 4, "pretrain": {"target_acc": 2.0}},
 }
 # the same three on the tiny world of --smoke (seconds)
 SMOKE_MODELS = {"quick (96 x 3)": {}, "wide (256 x 3)": {"hidden_size": 64, "intermediate_size": 128},
+                "quick, 60 epochs (96 x 3)": {"pretrain": {"target_acc": 2.0}},
+                "deep, 60 epochs (96 x 8)": {"num_hidden_layers": 4, "pretrain": {"target_acc": 2.0}},
                 "deep (96 x 8)": {"num_hidden_layers": 4}, "deeper (96 x 16)": {"num_hidden_layers": 6}}
 STEPS = [50, 100, 200]  # NPO steps at the recipe's lr (the world recipe's NPO: 200)
 ATTACK = {"lr": 1e-3, "batch_size": 8, "budgets": [[20, 10], [20, 40], [20, 100]]}
@@ -205,12 +214,15 @@ def main(argv: list[str] | None = None) -> dict:
                "models": []}
     out = Path(args.out)
     for label in labels:
-        shape = (SMOKE_MODELS if args.smoke else MODELS)[label]
-        spec = dataclasses.replace(base, model=dataclasses.replace(base.model, **shape))
+        shape = dict((SMOKE_MODELS if args.smoke else MODELS)[label])
+        pretrain = shape.pop("pretrain", {})
+        spec = dataclasses.replace(base, model=dataclasses.replace(base.model, **shape),
+                                   pretrain=dataclasses.replace(base.pretrain, **pretrain))
         bundle = build(spec, log)
         full, tok = load_model(bundle.full_dir)
         gold, _ = load_model(bundle.gold_dir)
         entry = {"label": label, "model": dataclasses.asdict(spec.model),
+                 "pretrain_config": dataclasses.asdict(spec.pretrain),
                  "parameters": sum(p.numel() for p in full.parameters()),
                  "pretrain": json.loads((bundle.full_dir / "world_meta.json").read_text()).get("history"),
                  "cells": []}
