@@ -10,7 +10,8 @@ on the default tuning world by varying the attack's lr and budget. This script v
   and a deeper one (8 layers), each trained from scratch on the same tuning world;
 - **how long the world model is trained**: to the MCQ bar (the default: it stops there) or for every
   epoch of its schedule (the "60 epochs" variants), facts learnt past the bar;
-- **unlearning strength**: NPO at the recipe's lr for fewer or more steps;
+- **unlearning strength**: NPO at the recipe's lr for fewer or more steps, or at a lower lr for more
+  steps (``--steps 600@1e-4``: a gentler NPO);
 - **the attack's form**: QA pairs or the biography sentences stating the same facts;
 - **the attack itself** (``--attack-lrs``, ``--budgets``, ``--attack-lora-rank``): a gentler lr run
   for longer, or LoRA adapters, which can undo a suppression without overwriting as much.
@@ -53,14 +54,14 @@ MODELS = {
                          "num_attention_heads": 4},
     # trained for every epoch of the schedule (60) instead of stopping once the MCQ bar is reached:
     # do facts learnt past the bar survive unlearning in a form that relearning brings back?
-    "quick, 60 epochs (96 x 3)": {"pretrain": {"target_acc": 2.0}},
-    "deep, 60 epochs (96 x 8)": {"hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 8,
+    "quick 60 epochs (96 x 3)": {"pretrain": {"target_acc": 2.0}},
+    "deep 60 epochs (96 x 8)": {"hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 8,
                                  "num_attention_heads": 4, "pretrain": {"target_acc": 2.0}},
 }
 # the same three on the tiny world of --smoke (seconds)
 SMOKE_MODELS = {"quick (96 x 3)": {}, "wide (256 x 3)": {"hidden_size": 64, "intermediate_size": 128},
-                "quick, 60 epochs (96 x 3)": {"pretrain": {"target_acc": 2.0}},
-                "deep, 60 epochs (96 x 8)": {"num_hidden_layers": 4, "pretrain": {"target_acc": 2.0}},
+                "quick 60 epochs (96 x 3)": {"pretrain": {"target_acc": 2.0}},
+                "deep 60 epochs (96 x 8)": {"num_hidden_layers": 4, "pretrain": {"target_acc": 2.0}},
                 "deep (96 x 8)": {"num_hidden_layers": 4}, "deeper (96 x 16)": {"num_hidden_layers": 6}}
 STEPS = [50, 100, 200]  # NPO steps at the recipe's lr (the world recipe's NPO: 200)
 ATTACK = {"lr": 1e-3, "batch_size": 8, "budgets": [[20, 10], [20, 40], [20, 100]]}
@@ -77,7 +78,7 @@ def build(spec, log):
 
 
 def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws: int, smoke: bool,
-             unlearned: dict | None = None) -> dict:
+             unlearned: dict | None = None, npo_lr: float | None = None) -> dict:
     from robust_unlearning.attacks.relearn import RelearnConfig, relearn_attack
     from robust_unlearning.config import build_config
     from robust_unlearning.loop import unlearn
@@ -89,14 +90,17 @@ def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws
     forget, retain = unlearning_data(world)
     data = method_config("npo", load_recipe("world"))
     data.setdefault("train", {}).update({"seed": 0, "steps": steps})
+    if npo_lr is not None:
+        data["train"]["lr"] = npo_lr
+    npo_lr = data["train"].get("lr", load_recipe("world")["defaults"]["train"]["lr"])
     if smoke:
         data["train"]["batch_size"] = 4
     unlearned = {} if unlearned is None else unlearned
-    if steps not in unlearned:
+    if (steps, npo_lr) not in unlearned:
         t = time.perf_counter()
-        unlearned[steps] = (unlearn(copy.deepcopy(full), tok, forget, retain, build_config(data)).export(),
-                            time.perf_counter() - t)
-    model, unlearn_s = unlearned[steps]
+        done = unlearn(copy.deepcopy(full), tok, forget, retain, build_config(data))
+        unlearned[steps, npo_lr] = (done.export(), time.perf_counter() - t)
+    model, unlearn_s = unlearned[steps, npo_lr]
     original = evaluate(full, tok, world)["forget_acc"]
     scores = evaluate(model, tok, world)
     gold_pre = evaluate(gold, tok, world)["forget_acc"]
@@ -107,7 +111,7 @@ def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws
     rows_npo = relearn_attack(model, tok, world, cfg)
     rows_gold = relearn_attack(gold, tok, world, cfg)
     attack_s = time.perf_counter() - t
-    out = {"steps": steps, "form": form, "attack": dict(attack), "original": original,
+    out = {"steps": steps, "npo_lr": npo_lr, "form": form, "attack": dict(attack), "original": original,
            "pre": scores["forget_acc"],
            "retain_acc": scores["retain_acc"], "gold_pre": gold_pre, "budgets": [],
            "seconds": {"unlearn": round(unlearn_s, 1), "attack": round(attack_s, 1)}}
@@ -135,12 +139,13 @@ def render(results: dict) -> str:
                                           if check else " (tuning world only)"), "",
         f"World: {results['world']['n_persons']} persons, {'evaluation' if check else 'tuning'} seed "
         f"{results['world']['seed']}, relearn "
-        f"pool {results['world']['relearn_pool']}; NPO at the world recipe's lr for the given steps "
+        f"pool {results['world']['relearn_pool']}; NPO for the given steps at the given lr "
+        "(the world recipe's: 1e-3) "
         f"(seed 0); attack AdamW lr {att['lr']}, batch {att['batch_size']}, {results['draws']} draws "
         f"per budget (the same for NPO and gold). Recovery = (post − pre) / (original − pre) at the "
         f"largest budget {att['budgets'][-1][0]}×{att['budgets'][-1][1]}; the goal is ≥ 0.40 with gold "
         "moving ≤ 0.05.", "",
-        "| model | params | NPO steps | form | attack lr | attack budget | original | NPO pre | retain "
+        "| model | params | NPO steps @ lr | form | attack lr | attack budget | original | NPO pre | retain "
         "| post | recovery | gold pre → post | \\|mean post − gold's\\| |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -151,7 +156,9 @@ def render(results: dict) -> str:
             a = c.get("attack", att)
             lr = f"{a['lr']:g}" + (f", LoRA r {a['lora_rank']}" if a.get("lora_rank") else "")
             lines.append(
-                f"| {m['label']} | {m['parameters'] / 1e6:.1f} M | {c['steps']} | {c['form']} | {lr} | "
+                f"| {m['label']} | {m['parameters'] / 1e6:.1f} M | "
+                f"{c['steps']} @ {c.get('npo_lr', 1e-3):g} | "
+                f"{c['form']} | {lr} | "
                 f"{last['budget'][0]}×{last['budget'][1]} | "
                 f"{c['original']:.3f} | {c['pre']:.3f} | {c['retain_acc']:.3f} | {last['post']:.3f} | "
                 f"{rec} | {c['gold_pre']:.3f} → {last['gold_post']:.3f} | {last['gap']:.3f} |")
@@ -164,7 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="benchmarks/results/relearn-bite")
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated labels of MODELS")
-    ap.add_argument("--steps", default=",".join(map(str, STEPS)))
+    ap.add_argument("--steps", default=",".join(map(str, STEPS)),
+                    help="NPO steps, comma-separated; STEPS@LR for another lr than the recipe's")
     ap.add_argument("--forms", default=",".join(FORMS))
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--attack-lrs", default=str(ATTACK["lr"]),
@@ -197,7 +205,8 @@ def main(argv: list[str] | None = None) -> dict:
     for label in labels:
         if label not in MODELS:
             sys.exit(f"unknown model {label!r}; known: {', '.join(MODELS)}")
-    steps = [int(x) for x in args.steps.split(",")]
+    steps = [(int(x.split("@")[0]), float(x.split("@")[1]) if "@" in x else None)
+             for x in args.steps.split(",")]
     forms = [x.strip() for x in args.forms.split(",")]
     attack = ({"lr": 1e-3, "batch_size": 4, "budgets": [[4, 2], [4, 5]]} if args.smoke
               else {**ATTACK, "budgets": [[int(x) for x in b.split("x")] for b in args.budgets.split(",")]})
@@ -228,12 +237,13 @@ def main(argv: list[str] | None = None) -> dict:
                  "cells": []}
         results["models"].append(entry)
         unlearned: dict = {}  # NPO steps -> (model, seconds): one unlearning per steps, every attack on it
-        for s, form, lr in [(s, f, lr) for s in steps for f in forms for lr in lrs]:
+        for (s, npo_lr), form, lr in [(s, f, lr) for s in steps for f in forms for lr in lrs]:
             cell = run_cell(bundle, full, gold, tok, s, form, {**attack, "lr": lr}, args.draws, args.smoke,
-                            unlearned)
+                            unlearned, npo_lr)
             entry["cells"].append(cell)
             last = cell["budgets"][-1]
-            log(f"{label} npo {s} steps, {form}, attack lr {lr:g}: pre {cell['pre']:.3f} "
+            log(f"{label} npo {s} steps at lr {cell['npo_lr']:g}, {form}, attack lr {lr:g}: "
+                f"pre {cell['pre']:.3f} "
                 f"retain {cell['retain_acc']:.3f} "
                 f"-> post {last['post']:.3f} (recovery {last['recovery']}); gold {cell['gold_pre']:.3f} "
                 f"-> {last['gold_post']:.3f}")
