@@ -36,6 +36,23 @@ def test_world_names_give_tuning_and_evaluation_worlds():
             world_spec(bad)
 
 
+def test_world_options_set_depth_and_pretraining_length():
+    base = world_spec("world-quick-tune")
+    deep = world_spec("world-quick-tune:layers=8,stop=end")
+    assert deep.world == base.world and deep.model.num_hidden_layers == 8
+    assert deep.model.hidden_size == base.model.hidden_size
+    assert deep.pretrain.target_acc > 1 >= base.pretrain.target_acc  # no accuracy reaches it: every epoch
+    assert world_spec("world-quick-tune:stop=bar") == base
+    assert world_spec("world:layers=2,seed=2").world.seed == 2
+    keys = {world_spec(n).key() for n in ("world-quick-tune", "world-quick-tune:layers=8",
+                                          "world-quick-tune:stop=end", "world-quick-tune:layers=8,stop=end")}
+    assert len(keys) == 4  # each variant trains and caches its own models
+    for bad in ("world:layers=0", "world:layers=x", "world:stop=never", "world:seed=1,", "world-smol:layers=8",
+                "world-smol:stop=end"):
+        with pytest.raises(UnlearnError, match="bad world option"):
+            world_spec(bad)
+
+
 # -- knowledge measures ----------------------------------------------------------------------------
 def test_gap_is_symmetric_and_paired_by_draw():
     rows = [

@@ -4,7 +4,9 @@ from a standard benchmark live here, and only here:
 
 - names: ``world`` / ``world-quick`` (the default evaluation world, seed 1), ``world-tiny`` (seconds to
   build, for tests), ``world-tune`` / ``world-quick-tune`` (the tuning world, seed 100), each with
-  ``:seed=N`` (another world: other persons, facts and split);
+  ``:seed=N`` (another world: other persons, facts and split), and for the worlds trained from
+  scratch ``:layers=N`` (a deeper or shallower world model) and ``:stop=end`` (pretraining runs its
+  whole schedule instead of stopping at the MCQ bar), comma-separated (``world-quick:layers=8,stop=end``);
 - ``world-smol`` (and ``world-smol-tune``, ``:seed=N``): a 20-person world on a *real* pretrained LM,
   SmolLM2-135M-Instruct (dequantized Q4_1), fine-tuned on the world's facts as TOFU does (full model:
   every person; gold: the retain persons) instead of trained from scratch (:mod:`..finetune`); its
@@ -56,24 +58,44 @@ class RealWorldSpec:
 SMOL_SPEC = RealWorldSpec(WorldConfig(n_persons=20, forget_fraction=0.2, relearn_pool=16, retain_eval=48),
                           "smollm2-135m", FinetuneConfig(epochs=10, batch_size=8))
 WORLDS = {"world": DEFAULT_SPEC, "world-quick": QUICK_SPEC, "world-tiny": TINY_SPEC, "world-smol": SMOL_SPEC}
-NAMES = f"{', '.join(WORLDS)}, world-tune, world-quick-tune, world-smol-tune, or any of them with :seed=N"
+NAMES = (f"{', '.join(WORLDS)}, world-tune, world-quick-tune, world-smol-tune, or any of them with options "
+         "(:seed=N; the worlds trained from scratch also :layers=N and :stop=end)")
+# pretraining's MCQ bar when it runs its whole schedule (stop=end): a bar no accuracy reaches
+FULL_SCHEDULE = 2.0
 
 
 def world_spec(name: str) -> WorldSpec | RealWorldSpec:
-    """The world a name stands for (see the module docstring)."""
+    """The world a name stands for (see the module docstring). Options after a colon, separated by
+    commas: ``seed=N`` (another world); for the worlds trained from scratch also ``layers=N`` (the
+    world model's depth) and ``stop=bar|end`` (pretraining stops once the full model reaches the MCQ
+    bar, the default, or runs every epoch of its schedule). Each option gives its own cached models."""
     base, _, opts = name.partition(":")
     tune = base.endswith("-tune")
     base = base[: -len("-tune")] if tune else base
     if base not in WORLDS:
         raise UnlearnError(f"unknown benchmark {name!r}; known: {NAMES}")
     spec = WORLDS[base]
+    real = isinstance(spec, RealWorldSpec)
     seed = TUNING_SEED if tune else spec.world.seed
-    if opts:
-        key, _, value = opts.partition("=")
-        if key != "seed" or not value.strip().lstrip("-").isdigit():
-            raise UnlearnError(f"bad world options {opts!r} in {name!r}: use {base}:seed=N")
-        seed = int(value)
-    return replace(spec, world=replace(spec.world, seed=seed))
+    model: dict = {}
+    pretrain: dict = {}
+    usage = f"use {base}:seed=N" + ("" if real else ", layers=N, stop=bar|end")
+    for opt in (o.strip() for o in opts.split(",")) if opts else ():
+        key, _, value = (x.strip() for x in opt.partition("="))
+        if key == "seed" and value.lstrip("-").isdigit():
+            seed = int(value)
+        elif key == "layers" and not real and value.isdigit() and int(value) >= 1:
+            model["num_hidden_layers"] = int(value)
+        elif key == "stop" and not real and value in ("bar", "end"):
+            pretrain["target_acc"] = FULL_SCHEDULE if value == "end" else spec.pretrain.target_acc
+        else:
+            raise UnlearnError(f"bad world option {opt!r} in {name!r}: {usage}")
+    spec = replace(spec, world=replace(spec.world, seed=seed))
+    if model:
+        spec = replace(spec, model=replace(spec.model, **model))
+    if pretrain:
+        spec = replace(spec, pretrain=replace(spec.pretrain, **pretrain))
+    return spec
 
 
 def is_world(name: str | None) -> bool:
