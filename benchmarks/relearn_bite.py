@@ -16,12 +16,12 @@ on the default tuning world by varying the attack's lr and budget. This script v
 - **the attack itself** (``--attack-lrs``, ``--budgets``, ``--attack-lora-rank``): a gentler lr run
   for longer, or LoRA adapters, which can undo a suppression without overwriting as much.
 
-Every cell: NPO unlearned once (seed 0), then NPO's model and gold attacked with the same draws
-(``--draws``) at each budget; recovery at the largest budget and how far gold moved. Results
-(``results.json``, ``report.md``) go to ``--out``. Nothing here reads an evaluation world, except
-with ``--check-on-evaluation-world``: that reruns given cells (settings already chosen on the tuning
-world) on evaluation world 1, to report whether what bit on the tuning world bites there too;
-nothing is chosen from it.
+Every cell: NPO unlearned once per unlearning seed (``--seeds``, default 0), then NPO's model and
+gold attacked with the same draws (``--draws``) at each budget (gold once per attack setting);
+recovery at the largest budget and how far gold moved. Results (``results.json``, ``report.md``) go
+to ``--out``. Nothing here reads an evaluation world, except with ``--check-on-evaluation-world``:
+that reruns given cells (settings already chosen on the tuning world) on evaluation world 1, to
+report whether what bit on the tuning world bites there too; nothing is chosen from it.
 
     python benchmarks/relearn_bite.py --out benchmarks/results/relearn-bite
     python benchmarks/relearn_bite.py --smoke --out /tmp/bite-smoke         # tiny world, a minute
@@ -78,7 +78,7 @@ def build(spec, log):
 
 
 def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws: int, smoke: bool,
-             unlearned: dict | None = None, npo_lr: float | None = None) -> dict:
+             unlearned: dict | None = None, npo_lr: float | None = None, seed: int = 0) -> dict:
     from robust_unlearning.attacks.relearn import RelearnConfig, relearn_attack
     from robust_unlearning.config import build_config
     from robust_unlearning.loop import unlearn
@@ -89,18 +89,18 @@ def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws
     world = bundle.world
     forget, retain = unlearning_data(world)
     data = method_config("npo", load_recipe("world"))
-    data.setdefault("train", {}).update({"seed": 0, "steps": steps})
+    data.setdefault("train", {}).update({"seed": seed, "steps": steps})
     if npo_lr is not None:
         data["train"]["lr"] = npo_lr
     npo_lr = data["train"].get("lr", load_recipe("world")["defaults"]["train"]["lr"])
     if smoke:
         data["train"]["batch_size"] = 4
     unlearned = {} if unlearned is None else unlearned
-    if (steps, npo_lr) not in unlearned:
+    if (steps, npo_lr, seed) not in unlearned:
         t = time.perf_counter()
         done = unlearn(copy.deepcopy(full), tok, forget, retain, build_config(data))
-        unlearned[steps, npo_lr] = (done.export(), time.perf_counter() - t)
-    model, unlearn_s = unlearned[steps, npo_lr]
+        unlearned[steps, npo_lr, seed] = (done.export(), time.perf_counter() - t)
+    model, unlearn_s = unlearned[steps, npo_lr, seed]
     original = evaluate(full, tok, world)["forget_acc"]
     scores = evaluate(model, tok, world)
     gold_pre = evaluate(gold, tok, world)["forget_acc"]
@@ -109,10 +109,14 @@ def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws
                         lora_rank=attack.get("lora_rank", 0))
     t = time.perf_counter()
     rows_npo = relearn_attack(model, tok, world, cfg)
-    rows_gold = relearn_attack(gold, tok, world, cfg)
+    gold_key = ("gold", form, attack["lr"], attack.get("lora_rank", 0), tuple(map(tuple, attack["budgets"])),
+                draws)
+    if gold_key not in unlearned:  # gold is the same model for every NPO setting: attack it once
+        unlearned[gold_key] = relearn_attack(gold, tok, world, cfg)
+    rows_gold = unlearned[gold_key]
     attack_s = time.perf_counter() - t
-    out = {"steps": steps, "npo_lr": npo_lr, "form": form, "attack": dict(attack), "original": original,
-           "pre": scores["forget_acc"],
+    out = {"steps": steps, "npo_lr": npo_lr, "seed": seed, "form": form, "attack": dict(attack),
+           "original": original, "pre": scores["forget_acc"],
            "retain_acc": scores["retain_acc"], "gold_pre": gold_pre, "budgets": [],
            "seconds": {"unlearn": round(unlearn_s, 1), "attack": round(attack_s, 1)}}
     for b in cfg.budgets:
@@ -140,14 +144,14 @@ def render(results: dict) -> str:
         f"World: {results['world']['n_persons']} persons, {'evaluation' if check else 'tuning'} seed "
         f"{results['world']['seed']}, relearn "
         f"pool {results['world']['relearn_pool']}; NPO for the given steps at the given lr "
-        "(the world recipe's: 1e-3) "
-        f"(seed 0); attack AdamW lr {att['lr']}, batch {att['batch_size']}, {results['draws']} draws "
+        "(the world recipe's: 1e-3; one unlearning seed per row); attack AdamW, batch "
+        f"{att['batch_size']}, {results['draws']} draws "
         f"per budget (the same for NPO and gold). Recovery = (post − pre) / (original − pre) at the "
         f"largest budget {att['budgets'][-1][0]}×{att['budgets'][-1][1]}; the goal is ≥ 0.40 with gold "
         "moving ≤ 0.05.", "",
-        "| model | params | NPO steps @ lr | form | attack lr | attack budget | original | NPO pre | retain "
-        "| post | recovery | gold pre → post | \\|mean post − gold's\\| |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | params | NPO steps @ lr | seed | form | attack lr | attack budget | original | NPO pre "
+        "| retain | post | recovery | gold pre → post | \\|mean post − gold's\\| |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in results["models"]:
         for c in m["cells"]:
@@ -157,11 +161,32 @@ def render(results: dict) -> str:
             lr = f"{a['lr']:g}" + (f", LoRA r {a['lora_rank']}" if a.get("lora_rank") else "")
             lines.append(
                 f"| {m['label']} | {m['parameters'] / 1e6:.1f} M | "
-                f"{c['steps']} @ {c.get('npo_lr', 1e-3):g} | "
+                f"{c['steps']} @ {c.get('npo_lr', 1e-3):g} | {c.get('seed', 0)} | "
                 f"{c['form']} | {lr} | "
                 f"{last['budget'][0]}×{last['budget'][1]} | "
                 f"{c['original']:.3f} | {c['pre']:.3f} | {c['retain_acc']:.3f} | {last['post']:.3f} | "
                 f"{rec} | {c['gold_pre']:.3f} → {last['gold_post']:.3f} | {last['gap']:.3f} |")
+    groups: dict = {}
+    for m in results["models"]:
+        for c in m["cells"]:
+            a = c.get("attack", att)
+            key = (m["label"], f"{c['steps']} @ {c.get('npo_lr', 1e-3):g}", c["form"], f"{a['lr']:g}")
+            groups.setdefault(key, []).append(c)
+    several = {k: v for k, v in groups.items() if len(v) > 1}
+    if several:
+        lines += ["", "Over unlearning seeds (mean ± std at the largest budget; each seed's value is "
+                  "the mean over its draws):", "",
+                  "| model | NPO steps @ lr | form | attack lr | seeds | NPO pre | retain | post | recovery "
+                  "| gold moved |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for (label, npo, form, lr), cells in several.items():
+            def ms(xs):
+                return f"{statistics.fmean(xs):.3f} ± {statistics.stdev(xs):.3f}"
+            last = [c["budgets"][-1] for c in cells]
+            lines.append(f"| {label} | {npo} | {form} | {lr} | {len(cells)} | "
+                         f"{ms([c['pre'] for c in cells])} | "
+                         f"{ms([c['retain_acc'] for c in cells])} | {ms([b['post'] for b in last])} | "
+                         f"{ms([b['recovery'] for b in last if b['recovery'] is not None])} | "
+                         f"{ms([b['gold_moved'] for b in last])} |")
     lines += ["", f"Machine: {results['environment']['machine']}; {results['date']}; total "
               f"{results['seconds']} s.", ""]
     return "\n".join(lines)
@@ -175,6 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="NPO steps, comma-separated; STEPS@LR for another lr than the recipe's")
     ap.add_argument("--forms", default=",".join(FORMS))
     ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--seeds", default="0", help="NPO unlearning seeds, comma-separated (one cell each)")
     ap.add_argument("--attack-lrs", default=str(ATTACK["lr"]),
                     help="comma-separated attack lrs (one cell each)")
     ap.add_argument("--budgets", default=",".join(f"{k}x{s}" for k, s in ATTACK["budgets"]),
@@ -237,12 +263,14 @@ def main(argv: list[str] | None = None) -> dict:
                  "cells": []}
         results["models"].append(entry)
         unlearned: dict = {}  # NPO steps -> (model, seconds): one unlearning per steps, every attack on it
-        for (s, npo_lr), form, lr in [(s, f, lr) for s in steps for f in forms for lr in lrs]:
+        seeds = [int(x) for x in args.seeds.split(",")]
+        for (s, npo_lr), form, lr, seed in [(s, f, lr, sd) for s in steps for f in forms for lr in lrs
+                                            for sd in seeds]:
             cell = run_cell(bundle, full, gold, tok, s, form, {**attack, "lr": lr}, args.draws, args.smoke,
-                            unlearned, npo_lr)
+                            unlearned, npo_lr, seed)
             entry["cells"].append(cell)
             last = cell["budgets"][-1]
-            log(f"{label} npo {s} steps at lr {cell['npo_lr']:g}, {form}, attack lr {lr:g}: "
+            log(f"{label} npo {s} steps at lr {cell['npo_lr']:g} seed {seed}, {form}, attack lr {lr:g}: "
                 f"pre {cell['pre']:.3f} "
                 f"retain {cell['retain_acc']:.3f} "
                 f"-> post {last['post']:.3f} (recovery {last['recovery']}); gold {cell['gold_pre']:.3f} "
