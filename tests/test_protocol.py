@@ -172,6 +172,9 @@ def test_plan_checks(tmp_path):
     bad["methods"]["npo+nope"] = {"candidates": [{}, {}]}
     with pytest.raises(UnlearnError, match="npo\\+nope"):
         load_plan(write(bad))
+    assert load_plan(write(PLAN))["frontier_on_eval"] is True
+    with pytest.raises(UnlearnError, match="frontier_on_eval"):
+        load_plan(write({**PLAN, "frontier_on_eval": "no"}))
 
 
 def _row(phase, label, cand, retain, acc, gold_acc=0.25, seed=0, world="w"):
@@ -252,6 +255,14 @@ def test_sweep_end_to_end_on_tiny_worlds(tmp_path, monkeypatch):
     rep = CliRunner().invoke(app, ["report", str(out), "--out", str(tmp_path / "report")])
     assert rep.exit_code == 0, rep.output
     assert "Chosen settings on the evaluation worlds" in (tmp_path / "report" / "report.md").read_text()
+    # frontier_on_eval: false -> the evaluation world runs gold and the chosen candidates only
+    (tmp_path / "chosen.yaml").write_text(yaml.safe_dump({**plan, "frontier_on_eval": False}))
+    res = CliRunner().invoke(app, ["sweep", str(tmp_path / "chosen.yaml"), "--out", str(tmp_path / "chosen")])
+    assert res.exit_code == 0, res.output
+    chosen_rows = [json.loads(x) for x in (tmp_path / "chosen" / "rows.jsonl").read_text().splitlines()]
+    ev = [r for r in chosen_rows if r["phase"] == "eval"]
+    picked = {r["label"]: r["candidate"] for r in summary["table"]}
+    assert sorted((r["label"], r["candidate"]) for r in ev) == sorted([("gold", 0), *picked.items()])
 
 
 def _untimed(obj):

@@ -79,6 +79,9 @@ def load_plan(path: str | Path) -> dict:
         raise UnlearnError(f"{path}: the tuning world must not be an evaluation world")
     plan.setdefault("tune_seeds", [0])
     plan.setdefault("utility_drop", 0.02)
+    plan.setdefault("frontier_on_eval", True)  # false: only gold and the chosen candidates run there
+    if not isinstance(plan["frontier_on_eval"], bool):
+        raise UnlearnError(f"{path}: frontier_on_eval must be true or false")
     return plan
 
 
@@ -215,6 +218,8 @@ def run_sweep(
                     jobs.sort(
                         key=lambda j: 0 if j.label == GOLD else 1 if chosen.get(j.label) == j.candidate else 2
                     )
+                    if not plan["frontier_on_eval"]:  # the chosen candidates only: no frontier there
+                        jobs = [j for j in jobs if j.label == GOLD or chosen.get(j.label) == j.candidate]
                 log(f"sweep {phase}: {len(jobs)} jobs to run ({len(done)} rows already in {rows_path})")
                 _run_jobs(jobs, plan, device, threads, pool, fh, stop_at, t0, log)
     finally:
