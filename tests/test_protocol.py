@@ -4,6 +4,7 @@ paper presets, and the sweep's plan checks and selection rule (docs/protocol.md)
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 import yaml
@@ -219,6 +220,40 @@ def test_selection_rule_uses_the_tuning_world_only():
     assert table["npo"]["gap"] == pytest.approx(0.65) and table["npo+sam"]["gap"] == pytest.approx(0.25)
     assert table["npo"]["recovery"] == pytest.approx((0.9 - 0.9) / (1.0 - 0.9))
     assert len(s["frontier"]) == 4 and sum(p["chosen"] for p in s["frontier"]) == 2
+
+
+def test_paired_comparison_against_the_reference():
+    import math
+
+    from scipy import stats
+
+    from robust_unlearning.sweep import paired, render_markdown, select, summarize
+
+    ref = {("w", 0): 0.30, ("w", 1): 0.20, ("v", 0): 0.40, ("v", 1): 0.10}
+    mine = {("w", 0): 0.10, ("w", 1): 0.15, ("v", 0): 0.20, ("v", 1): 0.12, ("v", 2): 0.0}  # (v, 2): no pair
+    q = paired(mine, ref)
+    diffs = [0.20, 0.05, 0.20, -0.02]  # reference − mine, pair by pair
+    mean = sum(diffs) / 4
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 3)
+    assert q["models"] == 4 and q["smaller_in"] == 3
+    assert q["gap_diff"] == pytest.approx(mean) and q["gap_diff_std"] == pytest.approx(sd)
+    t = mean / (sd / 2)  # paired t statistic, 3 degrees of freedom
+    assert q["p_t"] == pytest.approx(2 * stats.t.sf(abs(t), 3))
+    assert 0 < q["p_wilcoxon"] <= 1
+    assert paired({("w", 0): 0.1}, ref) is None  # one pair: nothing to compare
+    assert paired({k: v for k, v in ref.items()}, ref)["p_t"] is None  # every difference 0: no test
+
+    rows = [_row(ph, lab, 0, 0.95, acc, seed=sd_, world=w)
+            for ph in ("tune", "eval") for w in ("w", "v") for sd_ in (0, 1)
+            for lab, acc in (("gold", 0.25), ("npo", 0.45 + 0.05 * sd_), ("npo+sam", 0.30))]
+    summary = summarize(PLAN, rows, select(PLAN, rows))
+    table = {r["label"]: r for r in summary["table"]}
+    assert "paired" not in table["npo"]  # its own reference
+    sam = table["npo+sam"]["paired"]
+    assert sam["models"] == 4 and sam["smaller_in"] == 4
+    # npo's gaps |0.45 − 0.25|, |0.50 − 0.25| against sam's |0.30 − 0.25|, on both worlds
+    assert sam["gap_diff"] == pytest.approx(statistics.fmean([0.15, 0.20, 0.15, 0.20]))
+    assert "| npo+sam | npo | 0.175" in render_markdown(summary)
 
 
 @pytest.mark.slow

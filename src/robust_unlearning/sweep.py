@@ -395,16 +395,38 @@ def aggregate(scores: list[dict]) -> dict:
     return out
 
 
+def paired(mine: dict, ref: dict) -> dict | None:
+    """A method's chosen candidate against its vanilla reference's, model by model: ``mine`` and
+    ``ref`` map (world, seed) to a post-attack gap; pairs share the world, the unlearning seed and
+    the attack draws. Mean (and std) of reference − mine (> 0: a smaller gap than the reference's),
+    in how many models it is smaller, and the two-sided p of the paired t-test and of the Wilcoxon
+    signed-rank test (``None`` below 3 pairs, or when every difference is 0). ``None`` below 2 pairs."""
+    keys = sorted(set(mine) & set(ref))
+    if len(keys) < 2:
+        return None
+    diffs = [ref[k] - mine[k] for k in keys]
+    out = {"models": len(keys), "gap_diff": statistics.fmean(diffs),
+           "gap_diff_std": statistics.stdev(diffs), "smaller_in": sum(d > 0 for d in diffs),
+           "p_t": None, "p_wilcoxon": None}
+    if len(keys) >= 3 and any(d != 0 for d in diffs):
+        from scipy import stats
+
+        out["p_t"] = float(stats.ttest_rel([ref[k] for k in keys], [mine[k] for k in keys]).pvalue)
+        out["p_wilcoxon"] = float(stats.wilcoxon(diffs).pvalue)
+    return out
+
+
 def summarize(plan: dict, rows: list[dict], chosen: dict) -> dict:
     budget = _last_budget(plan)
     ev = [r for r in rows if r["phase"] == "eval"]
     gold = {(r["world"], r["seed"]): r for r in ev if r["label"] == GOLD}
     per: dict[tuple[str, int], list[dict]] = {}
+    gaps: dict[tuple[str, int], dict] = {}  # (label, candidate) -> {(world, seed): gap}
     for r in ev:
         if r["label"] != GOLD and (r["world"], r["seed"]) in gold:
-            per.setdefault((r["label"], r["candidate"]), []).append(
-                model_scores(r, gold[(r["world"], r["seed"])], budget)
-            )
+            sc = model_scores(r, gold[(r["world"], r["seed"])], budget)
+            per.setdefault((r["label"], r["candidate"]), []).append(sc)
+            gaps.setdefault((r["label"], r["candidate"]), {})[r["world"], r["seed"]] = sc["gap"]
 
     frontier = [
         {
@@ -421,6 +443,10 @@ def summarize(plan: dict, rows: list[dict], chosen: dict) -> dict:
         for label in plan["methods"]
         if label in chosen and (label, chosen[label]["candidate"]) in per
     ]
+    for row in table:
+        ref = row["reference"]
+        if ref != row["label"] and ref in chosen and (ref, chosen[ref]["candidate"]) in gaps:
+            row["paired"] = paired(gaps[row["label"], row["candidate"]], gaps[ref, chosen[ref]["candidate"]])
     golds = [g for g in gold.values()]
     gold_block: dict = {"models": len(golds)}
     if golds:
@@ -505,6 +531,25 @@ def render_markdown(summary: dict) -> str:
             )
             + " |"
         )
+    pairs = [r for r in summary["table"] if r.get("paired")]
+    if pairs:
+        lines += [
+            "",
+            "Against the vanilla reference, model by model (the same world, unlearning seed and attack "
+            "draws): Δgap = the reference's gap − the method's (> 0: the method ends closer to gold after "
+            "the attack), in how many models its gap is smaller, and two-sided p of the paired t-test and "
+            "of the Wilcoxon signed-rank test.",
+            "",
+            "| method | reference | Δgap | smaller in | p (t) | p (Wilcoxon) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in pairs:
+            q = r["paired"]
+            lines.append(
+                f"| {r['label']} | {r['reference']} | {pm(q['gap_diff'], q['gap_diff_std'])} | "
+                f"{q['smaller_in']} of {q['models']} | {pm(q['p_t'], None, 2)} | "
+                f"{pm(q['p_wilcoxon'], None, 2)} |"
+            )
     return "\n".join(lines) + "\n"
 
 
