@@ -53,7 +53,8 @@ MODELS = {
     "deeper (96 x 16)": {"hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 16,
                          "num_attention_heads": 4},
     # trained for every epoch of the schedule (60) instead of stopping once the MCQ bar is reached:
-    # do facts learnt past the bar survive unlearning in a form that relearning brings back?
+    # do facts learnt past the bar survive unlearning in a form that relearning brings back? (A bar
+    # of 2.0, no accuracy reaches it: the world name option stop=end, the same cached models.)
     "quick 60 epochs (96 x 3)": {"pretrain": {"target_acc": 2.0}},
     "deep 60 epochs (96 x 8)": {"hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 8,
                                  "num_attention_heads": 4, "pretrain": {"target_acc": 2.0}},
@@ -77,8 +78,19 @@ def build(spec, log):
     return bundle
 
 
+def variant_spec(base, label: str, smoke: bool = False):
+    """The world spec of the model variant ``label`` (MODELS, or SMOKE_MODELS with ``smoke``) on the
+    world of ``base``."""
+    shape = dict((SMOKE_MODELS if smoke else MODELS)[label])
+    pretrain = shape.pop("pretrain", {})
+    return dataclasses.replace(base, model=dataclasses.replace(base.model, **shape),
+                               pretrain=dataclasses.replace(base.pretrain, **pretrain))
+
+
 def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws: int, smoke: bool,
-             unlearned: dict | None = None, npo_lr: float | None = None, seed: int = 0) -> dict:
+             cache: dict | None = None, npo_lr: float | None = None, seed: int = 0) -> dict:
+    """One cell. ``cache`` (kept across the cells of one model) holds each unlearned model, by
+    (steps, lr, seed), and gold's attack rows, by attack setting, so neither is computed twice."""
     from robust_unlearning.attacks.relearn import RelearnConfig, relearn_attack
     from robust_unlearning.config import build_config
     from robust_unlearning.loop import unlearn
@@ -95,12 +107,12 @@ def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws
     npo_lr = data["train"].get("lr", load_recipe("world")["defaults"]["train"]["lr"])
     if smoke:
         data["train"]["batch_size"] = 4
-    unlearned = {} if unlearned is None else unlearned
-    if (steps, npo_lr, seed) not in unlearned:
+    cache = {} if cache is None else cache
+    if (steps, npo_lr, seed) not in cache:
         t = time.perf_counter()
         done = unlearn(copy.deepcopy(full), tok, forget, retain, build_config(data))
-        unlearned[steps, npo_lr, seed] = (done.export(), time.perf_counter() - t)
-    model, unlearn_s = unlearned[steps, npo_lr, seed]
+        cache[steps, npo_lr, seed] = (done.export(), time.perf_counter() - t)
+    model, unlearn_s = cache[steps, npo_lr, seed]
     original = evaluate(full, tok, world)["forget_acc"]
     scores = evaluate(model, tok, world)
     gold_pre = evaluate(gold, tok, world)["forget_acc"]
@@ -111,9 +123,9 @@ def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws
     rows_npo = relearn_attack(model, tok, world, cfg)
     gold_key = ("gold", form, attack["lr"], attack.get("lora_rank", 0), tuple(map(tuple, attack["budgets"])),
                 draws)
-    if gold_key not in unlearned:  # gold is the same model for every NPO setting: attack it once
-        unlearned[gold_key] = relearn_attack(gold, tok, world, cfg)
-    rows_gold = unlearned[gold_key]
+    if gold_key not in cache:  # gold is the same model for every NPO setting: attack it once
+        cache[gold_key] = relearn_attack(gold, tok, world, cfg)
+    rows_gold = cache[gold_key]
     attack_s = time.perf_counter() - t
     out = {"steps": steps, "npo_lr": npo_lr, "seed": seed, "form": form, "attack": dict(attack),
            "original": original, "pre": scores["forget_acc"],
@@ -249,10 +261,7 @@ def main(argv: list[str] | None = None) -> dict:
                "models": []}
     out = Path(args.out)
     for label in labels:
-        shape = dict((SMOKE_MODELS if args.smoke else MODELS)[label])
-        pretrain = shape.pop("pretrain", {})
-        spec = dataclasses.replace(base, model=dataclasses.replace(base.model, **shape),
-                                   pretrain=dataclasses.replace(base.pretrain, **pretrain))
+        spec = variant_spec(base, label, args.smoke)
         bundle = build(spec, log)
         full, tok = load_model(bundle.full_dir)
         gold, _ = load_model(bundle.gold_dir)
@@ -262,12 +271,12 @@ def main(argv: list[str] | None = None) -> dict:
                  "pretrain": json.loads((bundle.full_dir / "world_meta.json").read_text()).get("history"),
                  "cells": []}
         results["models"].append(entry)
-        unlearned: dict = {}  # NPO steps -> (model, seconds): one unlearning per steps, every attack on it
+        cache: dict = {}  # one unlearning per NPO setting and seed, one gold attack per attack setting
         seeds = [int(x) for x in args.seeds.split(",")]
         for (s, npo_lr), form, lr, seed in [(s, f, lr, sd) for s in steps for f in forms for lr in lrs
                                             for sd in seeds]:
             cell = run_cell(bundle, full, gold, tok, s, form, {**attack, "lr": lr}, args.draws, args.smoke,
-                            unlearned, npo_lr, seed)
+                            cache, npo_lr, seed)
             entry["cells"].append(cell)
             last = cell["budgets"][-1]
             log(f"{label} npo {s} steps at lr {cell['npo_lr']:g} seed {seed}, {form}, attack lr {lr:g}: "
