@@ -117,9 +117,14 @@ def run_jobs(fn: Callable[[Any, Any], Any], setup: Callable[[], Any], jobs: Sequ
             raise UnlearnError(f"a worker process ended without finishing its jobs; run with {ENV}=1 "
                                "to run every job in this process") from None
         except BaseException:  # this process failed (or was interrupted): stop the workers now
-            for fut in futures:
-                fut.cancel()
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            # the pool cancels the jobs not started itself (cancelling them here races with its
+            # manager thread, which then fails on them once the processes are gone); its processes
+            # are taken first, since shutting down forgets them
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
                 proc.terminate()
+            for proc in procs:
+                proc.join(timeout=10)
             raise
     return results
