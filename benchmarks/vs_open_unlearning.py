@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import statistics
@@ -154,11 +153,12 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("ROBUST_UNLEARNING_QUIET", "1")
 
+    import dataclasses
+
     from robust_unlearning.io import load_model, write_json_atomic
     from robust_unlearning.world.benchmark import unlearning_data
     from robust_unlearning.world.generator import TUNING_SEED
     from robust_unlearning.world.model import QUICK_SPEC, build_world
-    import dataclasses
 
     spec = dataclasses.replace(QUICK_SPEC, world=dataclasses.replace(QUICK_SPEC.world, seed=TUNING_SEED))
     bundle = build_world(spec)
@@ -177,7 +177,8 @@ def main() -> None:
         o, t = statistics.median(times["ours"]), statistics.median(times["theirs"])
         paired = [a / b for a, b in zip(times["ours"], times["theirs"], strict=True)]
         rows[label] = {"parameters": sum(p.numel() for p in model.parameters()), "ours_step_s": o,
-                       "tokens_per_record": {"forget": _length(tok, f_same[0]), "retain": _length(tok, r_same[0])},
+                       "tokens_per_record": {"forget": _length(tok, f_same[0]),
+                                             "retain": _length(tok, r_same[0])},
                        "records": {"forget": len(f_same), "retain": len(r_same)},
                        "theirs_step_s": t, "ratio": statistics.median(paired), "round_ratios": paired,
                        "runs": times}
@@ -186,7 +187,8 @@ def main() -> None:
     import transformers
 
     write_json_atomic(Path(args.out), {
-        "what": "seconds per NPO step, 8 forget + 8 retain QA pairs, float32, CPU (see the script's docstring)",
+        "what": "seconds per NPO step, 8 forget + 8 retain QA pairs, float32, CPU "
+                "(see the script's docstring)",
         "rows": rows, "goal": "ratio <= 1 at every size",
         "torch": torch.__version__, "transformers": transformers.__version__, "machine": platform.machine(),
         "threads": torch.get_num_threads(), "cores": os.cpu_count(),

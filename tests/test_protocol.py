@@ -48,7 +48,8 @@ def test_world_options_set_depth_and_pretraining_length():
     keys = {world_spec(n).key() for n in ("world-quick-tune", "world-quick-tune:layers=8",
                                           "world-quick-tune:stop=end", "world-quick-tune:layers=8,stop=end")}
     assert len(keys) == 4  # each variant trains and caches its own models
-    for bad in ("world:layers=0", "world:layers=x", "world:stop=never", "world:seed=1,", "world-smol:layers=8",
+    for bad in ("world:layers=0", "world:layers=x", "world:stop=never", "world:seed=1,",
+                "world-smol:layers=8",
                 "world-smol:stop=end"):
         with pytest.raises(UnlearnError, match="bad world option"):
             world_spec(bad)
@@ -320,12 +321,14 @@ def test_sweep_in_worker_processes_gives_the_serial_rows(tmp_path, monkeypatch):
     monkeypatch.setenv("ROBUST_UNLEARNING_CACHE", str(tmp_path / "cache"))
     plan = {"tuning_world": "world-tiny-tune", "eval_worlds": ["world-tiny"], "seeds": [0], "tune_seeds": [0],
             "attack": {"budgets": [[2, 1]], "lr": 1e-3, "batch_size": 2, "draws": 1},
-            "methods": {"npo": {"candidates": [{"train": {"steps": 2}}, {"train": {"steps": 2, "lr": 1e-4}}]}}}
+            "methods": {"npo": {"candidates": [{"train": {"steps": 2}},
+                                               {"train": {"steps": 2, "lr": 1e-4}}]}}}
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
     rows = {}
     for name, extra in (("serial", ["--threads", "1"]), ("workers", ["--workers", "2"])):
         out = tmp_path / name
-        res = CliRunner().invoke(app, ["sweep", str(tmp_path / "plan.yaml"), "--out", str(out), "--phase", "tune",
+        res = CliRunner().invoke(app, ["sweep", str(tmp_path / "plan.yaml"), "--out", str(out),
+                                       "--phase", "tune",
                                        *extra])
         assert res.exit_code == 0, res.output
         got = [json.loads(x) for x in (out / "rows.jsonl").read_text().splitlines()]

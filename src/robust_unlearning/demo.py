@@ -49,7 +49,8 @@ def run_demo(bench, methods: list[str] | None = None, seeds: list[int] | None = 
     if workers is None:
         workers = default_workers(len(jobs), _parameters(base_path))
 
-    setup = partial(_setup, bench, str(base_path), None if gold_path is None else str(gold_path), attack, extras,
+    setup = partial(_setup, bench, str(base_path), None if gold_path is None else str(gold_path), attack,
+                    extras,
                     configs)
     here: dict = {}
 
@@ -93,7 +94,8 @@ class _State:
     configs: dict
 
     def attacked(self, m, label: str, seed: int, fields: dict) -> dict:
-        rows = self.bench.relearn(m, self.tokenizer, _draws(self.attack, seed), desc=f"relearn {label} s{seed}")
+        rows = self.bench.relearn(m, self.tokenizer, _draws(self.attack, seed),
+                                  desc=f"relearn {label} s{seed}")
         entry = {**fields, "attacks": self.bench.relearn_attacks(rows)}
         _add_extras(entry, m, self.tokenizer, self.bench, self.extras)
         return entry

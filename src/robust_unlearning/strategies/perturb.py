@@ -123,7 +123,10 @@ def add_to_grads(params: Sequence[torch.nn.Parameter], tensors: Iterable[torch.T
         for p, t in zip(params, tensors, strict=True):
             t = t.to(p.dtype)
             if p.grad is None:
-                p.grad = (t.mul_(alpha) if own else t.mul(alpha)) if alpha != 1.0 else (t if own else t.clone())
+                if alpha != 1.0:
+                    p.grad = t.mul_(alpha) if own else t.mul(alpha)
+                else:
+                    p.grad = t if own else t.clone()
             else:
                 p.grad.add_(t, alpha=alpha)
 
@@ -222,9 +225,11 @@ def perturb_(ctx, params: Sequence[torch.nn.Parameter], direction: Iterable[torc
     restore), which spares a copy of each parameter; without it each is copied before it moves."""
     share, scratch = _Share(), Scratch()
     for i, (p, d, cast) in enumerate(zip(params, direction, _casts(ctx, params), strict=True)):
-        old = p.detach().clone() if base is None else base[i]  # one parameter at a time: no model-sized buffer
+        # one parameter at a time: no model-sized buffer
+        old = p.detach().clone() if base is None else base[i]
         if getattr(p, "device_mesh", None) is None:
-            eps = torch.mul(d.to(p.dtype), alpha, out=scratch.take(p.numel(), p.dtype, p.device).view(p.shape))
+            out = scratch.take(p.numel(), p.dtype, p.device).view(p.shape)
+            eps = torch.mul(d.to(p.dtype), alpha, out=out)
         else:
             eps = d.to(p.dtype) * alpha
         p.data.add_(eps)

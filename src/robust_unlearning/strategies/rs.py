@@ -5,8 +5,9 @@
 A Monte-Carlo estimate of ∇ E_δ ℓ_f(θ + δ) with ``samples`` = m draws (absolute std ``sigma``).
 Each draw is applied once to the whole accumulation group (so the accumulated update equals the
 large-batch one) and θ is restored by copy after every draw (each draw starts from the saved θ,
-so the saved copy serves as θ when the realised share of the noise is measured). The noise comes from a generator
-seeded by (``seed``, step, draw), so runs reproduce and every process draws the same δ. The
+so the saved copy serves as θ when the realised share of the noise is measured). The noise comes
+from a generator seeded by (``seed``, step, draw), so runs reproduce and every process draws the
+same δ. The
 strategy never calls the optimizer: the loop clips and steps once. Passes per micro-batch: m + 1.
 """
 
