@@ -89,8 +89,9 @@ def variant_spec(base, label: str, smoke: bool = False):
 
 def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws: int, smoke: bool,
              cache: dict | None = None, npo_lr: float | None = None, seed: int = 0) -> dict:
-    """One cell. ``cache`` (kept across the cells of one model) holds each unlearned model, by
-    (steps, lr, seed), and gold's attack rows, by attack setting, so neither is computed twice."""
+    """One cell. ``cache`` (kept across the cells of one model) holds each unlearned model and its
+    scores, by (steps, lr, seed), the full and gold models' scores, and gold's attack rows, by attack
+    setting, so none of them is computed twice."""
     from robust_unlearning.attacks.relearn import RelearnConfig, relearn_attack
     from robust_unlearning.config import build_config
     from robust_unlearning.loop import unlearn
@@ -104,18 +105,19 @@ def run_cell(bundle, full, gold, tok, steps: int, form: str, attack: dict, draws
     data.setdefault("train", {}).update({"seed": seed, "steps": steps})
     if npo_lr is not None:
         data["train"]["lr"] = npo_lr
-    npo_lr = data["train"].get("lr", load_recipe("world")["defaults"]["train"]["lr"])
+    npo_lr = data["train"]["lr"]  # the recipe's, defaults merged in, unless given
     if smoke:
         data["train"]["batch_size"] = 4
     cache = {} if cache is None else cache
     if (steps, npo_lr, seed) not in cache:
         t = time.perf_counter()
-        done = unlearn(copy.deepcopy(full), tok, forget, retain, build_config(data))
-        cache[steps, npo_lr, seed] = (done.export(), time.perf_counter() - t)
-    model, unlearn_s = cache[steps, npo_lr, seed]
-    original = evaluate(full, tok, world)["forget_acc"]
-    scores = evaluate(model, tok, world)
-    gold_pre = evaluate(gold, tok, world)["forget_acc"]
+        done = unlearn(copy.deepcopy(full), tok, forget, retain, build_config(data)).export()
+        cache[steps, npo_lr, seed] = (done, time.perf_counter() - t, evaluate(done, tok, world))
+    model, unlearn_s, scores = cache[steps, npo_lr, seed]
+    if "original" not in cache:
+        cache["original"] = evaluate(full, tok, world)["forget_acc"]
+        cache["gold_pre"] = evaluate(gold, tok, world)["forget_acc"]
+    original, gold_pre = cache["original"], cache["gold_pre"]
     cfg = RelearnConfig(budgets=[tuple(b) for b in attack["budgets"]], lr=attack["lr"],
                         batch_size=attack["batch_size"], seeds=list(range(draws)), form=form,
                         lora_rank=attack.get("lora_rank", 0))

@@ -50,8 +50,7 @@ def run_demo(bench, methods: list[str] | None = None, seeds: list[int] | None = 
         workers = default_workers(len(jobs), _parameters(base_path))
 
     setup = partial(_setup, bench, str(base_path), None if gold_path is None else str(gold_path), attack,
-                    extras,
-                    configs)
+                    extras, configs)
     here: dict = {}
 
     def setup_here() -> _State:

@@ -420,13 +420,12 @@ def summarize(plan: dict, rows: list[dict], chosen: dict) -> dict:
     budget = _last_budget(plan)
     ev = [r for r in rows if r["phase"] == "eval"]
     gold = {(r["world"], r["seed"]): r for r in ev if r["label"] == GOLD}
-    per: dict[tuple[str, int], list[dict]] = {}
-    gaps: dict[tuple[str, int], dict] = {}  # (label, candidate) -> {(world, seed): gap}
+    per: dict[tuple[str, int], dict] = {}  # (label, candidate) -> {(world, seed): model_scores}
     for r in ev:
         if r["label"] != GOLD and (r["world"], r["seed"]) in gold:
-            sc = model_scores(r, gold[(r["world"], r["seed"])], budget)
-            per.setdefault((r["label"], r["candidate"]), []).append(sc)
-            gaps.setdefault((r["label"], r["candidate"]), {})[r["world"], r["seed"]] = sc["gap"]
+            per.setdefault((r["label"], r["candidate"]), {})[r["world"], r["seed"]] = model_scores(
+                r, gold[(r["world"], r["seed"])], budget
+            )
 
     frontier = [
         {
@@ -434,19 +433,23 @@ def summarize(plan: dict, rows: list[dict], chosen: dict) -> dict:
             "candidate": c,
             "config": plan["methods"][label]["candidates"][c] or {},
             "chosen": chosen.get(label, {}).get("candidate") == c,
-            **aggregate(sc),
+            **aggregate(list(sc.values())),
         }
         for (label, c), sc in sorted(per.items())
     ]
     table = [
-        {"label": label, **chosen[label], **aggregate(per[(label, chosen[label]["candidate"])])}
+        {"label": label, **chosen[label], **aggregate(list(per[label, chosen[label]["candidate"]].values()))}
         for label in plan["methods"]
         if label in chosen and (label, chosen[label]["candidate"]) in per
     ]
+
+    def gaps(label: str, cand: int) -> dict:
+        return {k: sc["gap"] for k, sc in per[(label, cand)].items()}
+
     for row in table:
         ref = row["reference"]
-        if ref != row["label"] and ref in chosen and (ref, chosen[ref]["candidate"]) in gaps:
-            row["paired"] = paired(gaps[row["label"], row["candidate"]], gaps[ref, chosen[ref]["candidate"]])
+        if ref != row["label"] and ref in chosen and (ref, chosen[ref]["candidate"]) in per:
+            row["paired"] = paired(gaps(row["label"], row["candidate"]), gaps(ref, chosen[ref]["candidate"]))
     golds = [g for g in gold.values()]
     gold_block: dict = {"models": len(golds)}
     if golds:

@@ -7,8 +7,8 @@ Each draw is applied once to the whole accumulation group (so the accumulated up
 large-batch one) and θ is restored by copy after every draw (each draw starts from the saved θ,
 so the saved copy serves as θ when the realised share of the noise is measured). The noise comes
 from a generator seeded by (``seed``, step, draw), so runs reproduce and every process draws the
-same δ. The
-strategy never calls the optimizer: the loop clips and steps once. Passes per micro-batch: m + 1.
+same δ. The strategy never calls the optimizer: the loop clips and steps once. Passes per
+micro-batch: m + 1.
 """
 
 from __future__ import annotations
