@@ -104,3 +104,36 @@ def test_unlearning_with_off_records_it_on_the_tokenizer(chat_tok, tiny_model):
                         "train": {"steps": 1, "batch_size": 2}})
     unlearn(tiny_model, chat_tok, recs, None, cfg)
     assert not uses_chat_template(chat_tok)  # evaluation and attacks afterwards format as training did
+
+
+def test_text_ids_are_remembered_per_tokenizer_and_vocabulary(tok):
+    """Tokenization is remembered (data/chat.py: text_ids); the ids stay the tokenizer's own, each
+    call gets its own list, and a token added to the tokenizer is seen at once."""
+    from robust_unlearning.data import chat
+
+    first = chat.text_ids(tok, A)
+    assert first == _ids(tok, A)
+    first.append(-1)  # the caller's list, not the remembered one
+    assert chat.text_ids(tok, A) == _ids(tok, A)
+    assert A in chat._MEMO[tok][1]
+    before = chat.text_ids(tok, A)
+    tok.add_tokens(["Veloria"])
+    after = chat.text_ids(tok, A)
+    assert after == _ids(tok, A) and after != before
+    assert chat.text_ids(tok, "") == []
+
+
+def test_pad_batch_on_either_side():
+    from robust_unlearning.data.collate import Encoded, pad_batch
+
+    enc = [Encoded([5, 6, 7], [IGNORE, 6, 7]), Encoded([8], [8])]
+    right = pad_batch(enc, pad_id=0)
+    assert right["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert right["labels"].tolist() == [[IGNORE, 6, 7], [8, IGNORE, IGNORE]]
+    assert right["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    left = pad_batch(enc, pad_id=0, side="left")
+    assert left["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert left["labels"].tolist() == [[IGNORE, 6, 7], [IGNORE, IGNORE, 8]]
+    assert left["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
+    with pytest.raises(ValueError, match="pad side"):
+        pad_batch(enc, pad_id=0, side="middle")

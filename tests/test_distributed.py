@@ -128,6 +128,19 @@ def runs(tmp_path_factory, tiny_model_init, tiny_tokenizer, tiny_world):
     return root, proc.stdout
 
 
+def assert_same_weights(w1: dict, w2: dict) -> None:
+    """The same weights up to the rounding of a different reduction order. Adam divides by the root
+    of the squared gradients, so on an element whose gradient is near zero that rounding can grow to
+    about 1e-5 in three steps (seen on one element of 39,840 on one machine, 1e-7 on the rest):
+    every element within a tenth of one step (lr 1e-3), and all but 0.1 % of them within 1e-6. A
+    process that skipped the all-reduce, or weighted it wrongly, moves most elements by 1e-4 or more."""
+    diff = torch.cat([(w2[k] - w1[k]).abs().flatten() for k in w1])
+    worst = max(w1, key=lambda k: float((w2[k] - w1[k]).abs().max()))
+    assert float(diff.max()) <= 1e-4, f"{worst}: differs by {float(diff.max()):.3g}"
+    assert int((diff > 1e-6).sum()) <= 1e-3 * diff.numel(), \
+        f"{int((diff > 1e-6).sum())} of {diff.numel()} elements differ by more than 1e-6"
+
+
 @pytest.mark.slow  # several processes (torchrun)
 @pytest.mark.parametrize("case", list(CASES) + [f"{c}-fsdp" for c in FSDP_CASES])
 def test_two_processes_match_one_process(case, runs):
@@ -140,8 +153,7 @@ def test_two_processes_match_one_process(case, runs):
     assert w1.keys() == w2.keys()
     moved = max(float((w1[k] - w0[k]).abs().max()) for k in w1)
     assert moved > 1e-4  # the steps did change the weights
-    for k in w1:
-        torch.testing.assert_close(w2[k], w1[k], atol=1e-5, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
+    assert_same_weights(w1, w2)
     m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
     assert (m1["processes"], m2["processes"]) == (1, 2)
     assert m1["passes_per_step"] == m2["passes_per_step"]

@@ -22,6 +22,8 @@ the tokenizer object (and in its ``init_kwargs``, so ``save_pretrained`` keeps i
 
 from __future__ import annotations
 
+import weakref
+
 from ..errors import UnlearnError
 
 MODES = ("auto", "on", "off")
@@ -75,8 +77,29 @@ def uses_chat_template(tokenizer) -> bool:
     return has_chat_template(tokenizer) and mode != "off"
 
 
-def _ids(tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+# text -> token ids, per tokenizer object (weakly held) and its vocabulary size (a token added to
+# the tokenizer starts a new table). The same prompts, answers and biographies are tokenized again
+# at every epoch, evaluation and attack: remembered, they cost a dictionary lookup instead of
+# ~30 µs each (15 % of a world model's pretraining step, 11 % of a warm `unlearn demo --quick`).
+_MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+MEMO_SIZE = 1 << 16  # texts per tokenizer; the table is emptied when full
+
+
+def text_ids(tokenizer, text: str) -> list[int]:
+    """``tokenizer(text, add_special_tokens=False)["input_ids"]``, remembered; a new list each call."""
+    if not text:
+        return []
+    try:
+        size, memo = _MEMO.get(tokenizer, (None, None))
+    except TypeError:  # an unhashable tokenizer-like object: no memo
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if size != len(tokenizer) or len(memo) >= MEMO_SIZE:
+        size, memo = len(tokenizer), {}
+        _MEMO[tokenizer] = (size, memo)
+    ids = memo.get(text)
+    if ids is None:
+        ids = memo[text] = tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return list(ids)
 
 
 def bos_ids(tokenizer) -> list[int]:
@@ -105,8 +128,8 @@ def prompt_parts(tokenizer, question: str, add_bos: bool = True) -> tuple[list[i
     question's own (with the template's tail). A jailbreak prefix goes between the two."""
     if uses_chat_template(tokenizer):
         head, tail = chat_frame(tokenizer)
-        return _ids(tokenizer, head), _ids(tokenizer, question + tail)
-    return (bos_ids(tokenizer) if add_bos else []), _ids(tokenizer, question)
+        return text_ids(tokenizer, head), text_ids(tokenizer, question + tail)
+    return (bos_ids(tokenizer) if add_bos else []), text_ids(tokenizer, question)
 
 
 def prompt_ids(tokenizer, question: str, add_bos: bool = True) -> list[int]:
@@ -118,7 +141,7 @@ def answer_ids(tokenizer, answer: str, add_eos: bool = False) -> list[int]:
     """The answer's tokens (the scored / trained span), plus ``eos`` when asked."""
     if uses_chat_template(tokenizer):
         answer = answer.lstrip()
-    ids = _ids(tokenizer, answer)
+    ids = text_ids(tokenizer, answer)
     if add_eos and tokenizer.eos_token_id is not None:
         ids = ids + [tokenizer.eos_token_id]
     return ids

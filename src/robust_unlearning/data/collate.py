@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .chat import answer_ids, bos_ids, prompt_ids
+from .chat import answer_ids, bos_ids, prompt_ids, text_ids
 from .idk import idk_answer, pick_alternate
 
 IGNORE = -100
@@ -32,7 +32,7 @@ def encode_record(tokenizer, record: dict, max_length: int = 256) -> Encoded:
     bos = bos_ids(tokenizer)
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     if "text" in record:
-        ids = bos + tokenizer(record["text"], add_special_tokens=False)["input_ids"] + eos
+        ids = bos + text_ids(tokenizer, record["text"]) + eos
         ids = ids[:max_length]
         labels = [IGNORE] * len(bos) + ids[len(bos):]
         return Encoded(ids, labels[: len(ids)])
@@ -47,17 +47,28 @@ def encode_record(tokenizer, record: dict, max_length: int = 256) -> Encoded:
 
 
 def pad_batch(encoded: list[Encoded], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:
+    """Pad to the longest sequence, on the right (training) or the left (generation); the rows are
+    built as Python lists and turned into tensors once (one small tensor per row cost more than the
+    rest of collation)."""
+    if side not in ("right", "left"):
+        raise ValueError(f"pad side must be 'right' or 'left', not {side!r}")
     width = max(len(e.input_ids) for e in encoded)
-    ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(encoded), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    for i, e in enumerate(encoded):
-        n = len(e.input_ids)
-        sl = slice(0, n) if side == "right" else slice(width - n, width)
-        ids[i, sl] = torch.tensor(e.input_ids)
-        labels[i, sl] = torch.tensor(e.labels)
-        mask[i, sl] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    ids, labels, mask = [], [], []
+    for e in encoded:
+        row, lab = list(e.input_ids), list(e.labels)
+        n = len(row)
+        pad = width - n
+        if side == "right":
+            ids.append(row + [pad_id] * pad)
+            labels.append(lab + [IGNORE] * pad)
+            mask.append([1] * n + [0] * pad)
+        else:
+            ids.append([pad_id] * pad + row)
+            labels.append([IGNORE] * pad + lab)
+            mask.append([0] * pad + [1] * n)
+    return {"input_ids": torch.tensor(ids, dtype=torch.long),
+            "attention_mask": torch.tensor(mask, dtype=torch.long),
+            "labels": torch.tensor(labels, dtype=torch.long)}
 
 
 def pad_id_of(tokenizer) -> int:

@@ -28,7 +28,7 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..data.chat import answer_ids, bos_ids, prompt_ids
+from ..data.chat import answer_ids, bos_ids, prompt_ids, text_ids
 from ..data.collate import IGNORE, Encoded, encode_record, pad_batch, pad_id_of
 
 
@@ -91,10 +91,6 @@ def logprob_sums(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
     """Per-sequence summed target log-prob and target count."""
     logp, mask = token_logprobs(logits, labels)
     return logp.sum(1), mask.sum(1)
-
-
-def _ids(tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def encode_pair(tokenizer, prompt: str, answer: str, add_eos: bool = False, max_length: int = 512,
@@ -197,7 +193,7 @@ def text_token_logprobs(model, tokenizer, texts: Sequence[str], batch_size: int 
     enc = []
     for t in texts:
         bos = bos_ids(tokenizer)
-        ids = (bos + _ids(tokenizer, t))[:max_length]
+        ids = (bos + text_ids(tokenizer, t))[:max_length]
         enc.append(Encoded(ids, [IGNORE] * len(bos) + ids[len(bos):]))
     out: list[torch.Tensor] = [torch.zeros(0)] * len(enc)
 

@@ -18,10 +18,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..data.chat import bos_ids
+from ..data.chat import bos_ids, text_ids
 from ..data.collate import IGNORE, Encoded
 from ..errors import UnlearnError
-from .scoring import _ids, encode_pair, run_logits_batches
+from .scoring import encode_pair, run_logits_batches
 
 
 @dataclass
@@ -35,7 +35,7 @@ class TokenStats:
 def encode_item(tokenizer, item: dict, max_length: int = 512) -> Encoded:
     if "text" in item:
         bos = bos_ids(tokenizer)
-        ids = (bos + _ids(tokenizer, item["text"]))[:max_length]
+        ids = (bos + text_ids(tokenizer, item["text"]))[:max_length]
         return Encoded(ids, [IGNORE] * len(bos) + ids[len(bos):])
     prompt = item.get("prompt", item.get("question"))
     if prompt is None or "answer" not in item:
